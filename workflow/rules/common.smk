@@ -1,0 +1,35 @@
+# What every rule needs: the validated config, output locations and input functions.
+from pathlib import Path
+
+from snakemake.utils import validate
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+DATASET = config["dataset"]
+RESULTS = f"results/{DATASET}"
+LOGS = f"logs/{DATASET}"
+DATA_TABLES = ("counts", "design", "terms", "blocks", "taxa", "samples")
+
+
+def data_stage_outputs():
+    """The data stage's tables (keys as in mimix.datastage.TABLES)."""
+    paths = {name: f"{RESULTS}/data/{name}.tsv" for name in DATA_TABLES}
+    paths["summary"] = f"{RESULTS}/data/summary.json"
+    return paths
+
+
+def raw_inputs():
+    """The user's input files named in the config (missing ones are reported by the validation rule)."""
+    section = config["input"]
+    if section["format"] == "mimix":
+        folder = Path(section["mimix_dir"] or "")
+        files = [folder / name for name in ("X.csv", "Y.csv", "Z.csv")]
+        files += [folder / "tax.csv"] if (folder / "tax.csv").exists() else []
+        return [str(f) for f in files if f.exists()]
+    files = [section[key] for key in ("counts", "metadata", "taxonomy") if section[key]]
+    return [f for f in files if Path(f).exists()]
+
+
+def all_targets():
+    return list(data_stage_outputs().values())

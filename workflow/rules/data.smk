@@ -1,0 +1,47 @@
+# Data stage: validation, then filtering and rarity trimming.
+
+
+rule validate_inputs:
+    input:
+        raw_inputs(),
+    output:
+        f"{RESULTS}/data/validation.json",
+    log:
+        f"{LOGS}/validate_inputs.log",
+    params:
+        input=config["input"],
+        design=config["design"],
+        filtering=config["filtering"],
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/validate_inputs.py"
+
+
+rule filter_counts:
+    input:
+        raw=raw_inputs(),
+        validation=rules.validate_inputs.output[0],
+    output:
+        **data_stage_outputs(),
+    log:
+        f"{LOGS}/filter_counts.log",
+    params:
+        input=config["input"],
+        design=config["design"],
+        filtering=config["filtering"],
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/filter_counts.py"
+
+
+rule data:
+    input:
+        **data_stage_outputs(),
