@@ -210,6 +210,11 @@ def read_biom(path: str | Path) -> tuple[pd.DataFrame, pd.Series | None]:
         raise InputError(
             f"{path}: not a readable BIOM table ({type(err).__name__}: {err}); export it again (JSON 1.0 or HDF5 2.1)"
         ) from err
+    if table.shape[0] == 0 or table.shape[1] == 0:
+        raise InputError(
+            f"{path}: not a readable BIOM table (no observations or no samples found); "
+            "export it again (JSON 1.0 or HDF5 2.1)"
+        )
     sample_ids = pd.Index([str(s) for s in table.ids(axis="sample")], dtype=object)
     taxon_ids = pd.Index([str(t) for t in table.ids(axis="observation")], dtype=object)
     dense = np.asarray(table.matrix_data.todense(), dtype=float).T
@@ -283,14 +288,10 @@ def read_taxonomy(path: str | Path, taxon_ids: pd.Index | None = None) -> pd.Ser
     """
     path = _check_readable(path, "taxonomy")
     rows = _read_rows(path)
-    known = set(taxon_ids) if taxon_ids is not None else set()
+    header_names = {"feature id", "featureid", "otu id", "otu", "taxon", "taxon_id", "taxon id", "id"}
     first = rows[0][1][0]
-    if first not in known and (
-        not known
-        or first.lower().lstrip("#") in {"feature id", "otu id", "taxon", "taxon_id", "id", "otu", "featureid"}
-    ):
-        rows = rows[1:]
-    elif first not in known and known:
+    known_ids = set(taxon_ids) if taxon_ids is not None else set()
+    if first.lower().lstrip("#").strip() in header_names or (known_ids and first not in known_ids):
         rows = rows[1:]
     problems = [
         f"{path}: line {line} has no lineage column; write 'taxon id, lineage'"

@@ -1,8 +1,7 @@
-# What every rule needs: the validated config, output locations and input functions.
+# Shared by all rule files - the validated config, output locations and input functions.
 from pathlib import Path
 
 from snakemake.utils import validate
-
 
 validate(config, schema="../schemas/config.schema.yaml")
 

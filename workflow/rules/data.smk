@@ -8,15 +8,15 @@ rule validate_inputs:
         f"{RESULTS}/data/validation.json",
     log:
         f"{LOGS}/validate_inputs.log",
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         input=config["input"],
         design=config["design"],
         filtering=config["filtering"],
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../../envs/data.yaml"
     script:
         "../scripts/validate_inputs.py"
 
@@ -29,15 +29,15 @@ rule filter_counts:
         **data_stage_outputs(),
     log:
         f"{LOGS}/filter_counts.log",
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         input=config["input"],
         design=config["design"],
         filtering=config["filtering"],
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../../envs/data.yaml"
     script:
         "../scripts/filter_counts.py"
 
