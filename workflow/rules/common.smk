@@ -11,6 +11,11 @@ LOGS = f"logs/{DATASET}"
 DATA_TABLES = ("counts", "design", "terms", "blocks", "taxa", "samples")
 
 
+wildcard_constraints:
+    model="|".join(config["models"]),
+    chain=r"\d+",
+
+
 def data_stage_outputs():
     """The data stage's tables (keys as in mimix.datastage.TABLES)."""
     paths = {name: f"{RESULTS}/data/{name}.tsv" for name in DATA_TABLES}
@@ -30,5 +35,14 @@ def raw_inputs():
     return [f for f in files if Path(f).exists()]
 
 
+def chain_files(model):
+    """Every chain file of one model."""
+    chains = range(1, config["sampling"]["chains"] + 1)
+    return [f"{RESULTS}/{model}/chains/{chain}.nc" for chain in chains]
+
+
 def all_targets():
-    return list(data_stage_outputs().values())
+    targets = list(data_stage_outputs().values())
+    for model in config["models"]:
+        targets += chain_files(model)
+    return targets

@@ -1,0 +1,348 @@
+"""Run one chain of one Stan model with CmdStan (cmdstanpy) or PyStan, same ``.stan`` files.
+
+``engine: auto`` picks cmdstanpy when a CmdStan installation is found (what users with
+conda-forge's ``cmdstan`` get), else PyStan (bundles Stan and compiles offline with g++).
+Both return the same :class:`ChainResult`: the saved quantities only (never theta), the
+sampler statistics, and timings; :func:`to_inference_data` turns it into ArviZ form.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mimix.errors import InputError
+
+ENGINES = ("auto", "cmdstanpy", "pystan")
+# Sampler statistics, named as ArviZ names them, from Stan's names.
+SAMPLE_STATS = {
+    "lp__": "lp",
+    "accept_stat__": "acceptance_rate",
+    "stepsize__": "step_size",
+    "treedepth__": "tree_depth",
+    "n_leapfrog__": "n_steps",
+    "divergent__": "diverging",
+    "energy__": "energy",
+}
+
+
+class EngineError(RuntimeError):
+    """An engine is missing, cannot compile, or a chain failed: one clear message."""
+
+
+@dataclass(frozen=True)
+class ChainSettings:
+    """Everything that defines one chain's run."""
+
+    seed: int
+    chain_id: int = 1
+    warmup: int = 1000
+    draws: int = 1000
+    thin: int = 1
+    adapt_delta: float = 0.9
+    max_treedepth: int = 10
+    init: dict[str, Any] | None = None  # None: Stan's uniform(-2, 2) on the unconstrained scale
+    refresh: int = 50  # iterations between progress lines in the chain's log
+
+
+@dataclass
+class ChainResult:
+    draws: dict[str, np.ndarray]  # name -> (n_draws, *shape)
+    stats: dict[str, np.ndarray]  # ArviZ sample-stat name -> (n_draws,)
+    engine: str
+    stan_version: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def cmdstan_available() -> bool:
+    """True when cmdstanpy is importable and finds a CmdStan installation."""
+    try:
+        import cmdstanpy
+
+        cmdstanpy.cmdstan_path()
+    except Exception:  # ValueError when no installation; ImportError without cmdstanpy
+        return False
+    return True
+
+
+def select_engine(requested: str, cmdstan_found: bool | None = None) -> str:
+    """Resolve ``auto`` and check that the requested engine can run here."""
+    if requested not in ENGINES:
+        raise InputError(f"sampling.engine: {requested!r} is not one of {ENGINES}; fix the config")
+    found = cmdstan_available() if cmdstan_found is None else cmdstan_found
+    if requested == "auto":
+        return "cmdstanpy" if found else "pystan"
+    if requested == "cmdstanpy" and not found:
+        raise EngineError(
+            "engine cmdstanpy: no CmdStan installation found; install it with `conda install -c conda-forge "
+            "cmdstan` (or cmdstanpy.install_cmdstan()), set CMDSTAN to its folder, or use sampling.engine: pystan"
+        )
+    return requested
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("MIMIX_CACHE", Path.home() / ".cache" / "mimix"))
+
+
+def _pystan_draws(fit, name: str) -> np.ndarray:
+    """PyStan returns (*shape, draws), with shape (1,) for scalars; give (draws, *shape)."""
+    shape = tuple(fit.dims[fit.param_names.index(name)]) if name in fit.param_names else ()
+    values = np.asarray(fit[name])
+    return np.moveaxis(values.reshape(*shape, values.shape[-1]), -1, 0)
+
+
+# ---------------------------------------------------------------- PyStan
+
+
+def _pystan_build(program_code: str, data: dict, seed: int, logger: logging.Logger):
+    import stan
+
+    start = time.perf_counter()
+    try:
+        with contextlib.redirect_stdout(_LogWriter(logger)), contextlib.redirect_stderr(_LogWriter(logger)):
+            model = stan.build(program_code, data=_json_ready(data), random_seed=seed)
+    except Exception as err:  # build failures arrive as many types; the message is what matters
+        message = str(err).strip().splitlines()
+        tail = " | ".join(message[-6:]) if message else type(err).__name__
+        raise EngineError(
+            f"engine pystan: compiling the model failed ({type(err).__name__}): {tail}; "
+            "check that g++ is installed (apt-get install g++) and that the .stan file compiles"
+        ) from err
+    return model, time.perf_counter() - start
+
+
+def run_chain_pystan(
+    program_code: str, data: dict, settings: ChainSettings, keep: list[str], logger: logging.Logger
+) -> ChainResult:
+    """One chain with PyStan 3 (httpstan); the fit httpstan caches on disk is deleted afterwards."""
+    import httpstan
+    import httpstan.cache
+
+    model, build_seconds = _pystan_build(program_code, data, settings.seed, logger)
+    logger.info("pystan model ready in %.1f s (compiled models are cached by httpstan)", build_seconds)
+    written: list[str] = []
+    original_dump = httpstan.cache.dump_fit
+
+    def recording_dump(fit_bytes: bytes, name: str) -> None:
+        written.append(name)
+        original_dump(fit_bytes, name)
+
+    kwargs: dict[str, Any] = {
+        "num_chains": 1,
+        "num_warmup": settings.warmup,
+        "num_samples": settings.draws,
+        "num_thin": settings.thin,
+        "delta": settings.adapt_delta,
+        "max_depth": settings.max_treedepth,
+        "refresh": settings.refresh,
+    }
+    if settings.init is not None:
+        kwargs["init"] = [_json_ready(settings.init)]
+    start = time.perf_counter()
+    httpstan.cache.dump_fit = recording_dump
+    try:
+        with contextlib.redirect_stderr(_LogWriter(logger)):
+            fit = model.sample(**kwargs)
+    except RuntimeError as err:
+        raise EngineError(f"engine pystan: sampling failed: {err}") from err
+    finally:
+        httpstan.cache.dump_fit = original_dump
+        for name in written:
+            with contextlib.suppress(Exception):
+                httpstan.cache.delete_fit(name)
+    sampling_seconds = time.perf_counter() - start
+    draws = {name: _pystan_draws(fit, name) for name in keep if name in fit}
+    sampler_names = set(fit.sample_and_sampler_param_names)
+    stats = {arviz: np.asarray(fit[stan]).reshape(-1) for stan, arviz in SAMPLE_STATS.items() if stan in sampler_names}
+    return ChainResult(
+        draws=draws,
+        stats=stats,
+        engine="pystan",
+        stan_version=f"{pystan_stan_version()} (httpstan {httpstan.__version__})",
+        timings={"compile_seconds": build_seconds, "sampling_seconds": sampling_seconds},
+    )
+
+
+def pystan_stan_version() -> str:
+    """The Stan version bundled with httpstan (read from its stan/version.hpp)."""
+    import httpstan
+
+    header = Path(httpstan.__file__).parent / "include" / "stan" / "version.hpp"
+    parts = dict(re.findall(r"#define STAN_(MAJOR|MINOR|PATCH) (\d+)", header.read_text()))
+    return f"{parts.get('MAJOR', '?')}.{parts.get('MINOR', '?')}.{parts.get('PATCH', '?')}"
+
+
+# ---------------------------------------------------------------- CmdStan
+
+
+def _cmdstan_model(stan_file: Path, logger: logging.Logger):
+    """Compile once per program content; the executable is cached under ~/.cache/mimix/cmdstan."""
+    import cmdstanpy
+
+    from mimix.models import expand_includes
+
+    code = expand_includes(stan_file)
+    digest = hashlib.sha256(code.encode()).hexdigest()[:16]
+    folder = cache_root() / "cmdstan" / f"{stan_file.stem}-{digest}"
+    folder.mkdir(parents=True, exist_ok=True)
+    source = folder / f"{stan_file.stem}.stan"
+    if not source.exists():
+        source.write_text(code)
+    start = time.perf_counter()
+    try:
+        model = cmdstanpy.CmdStanModel(stan_file=str(source), stanc_options={"O1": True})
+    except Exception as err:
+        raise EngineError(
+            f"engine cmdstanpy: compiling {stan_file.name} failed ({type(err).__name__}): "
+            f"{' | '.join(str(err).strip().splitlines()[-6:])}; check the C++ toolchain of your CmdStan installation"
+        ) from err
+    return model, time.perf_counter() - start
+
+
+def run_chain_cmdstanpy(
+    stan_file: Path, data: dict, settings: ChainSettings, keep: list[str], logger: logging.Logger
+) -> ChainResult:
+    """One chain with CmdStan; its CSV output is read, reduced to ``keep`` and deleted."""
+    import cmdstanpy
+
+    model, build_seconds = _cmdstan_model(stan_file, logger)
+    logger.info("cmdstan model ready in %.1f s", build_seconds)
+    output_dir = tempfile.mkdtemp(prefix="mimix-cmdstan-")
+    start = time.perf_counter()
+    try:
+        fit = model.sample(
+            data=_json_ready(data),
+            chains=1,
+            chain_ids=settings.chain_id,
+            seed=settings.seed,
+            inits=_json_ready(settings.init) if settings.init is not None else None,
+            iter_warmup=settings.warmup,
+            iter_sampling=settings.draws,
+            thin=settings.thin,
+            adapt_delta=settings.adapt_delta,
+            max_treedepth=settings.max_treedepth,
+            output_dir=output_dir,
+            show_progress=False,
+            show_console=True,
+            refresh=settings.refresh,
+        )
+        sampling_seconds = time.perf_counter() - start
+        available = set(fit.stan_variables())
+        draws = {name: np.asarray(fit.stan_variable(name)) for name in keep if name in available}
+        frame = fit.draws_pd(vars=list(SAMPLE_STATS))
+        stats = {arviz: frame[stan].to_numpy() for stan, arviz in SAMPLE_STATS.items() if stan in frame}
+    except RuntimeError as err:
+        raise EngineError(f"engine cmdstanpy: sampling failed: {err}") from err
+    finally:
+        shutil.rmtree(output_dir, ignore_errors=True)
+    return ChainResult(
+        draws=draws,
+        stats=stats,
+        engine="cmdstanpy",
+        stan_version=f"CmdStan {'.'.join(map(str, cmdstanpy.cmdstan_version() or ('?',)))}",
+        timings={"compile_seconds": build_seconds, "sampling_seconds": sampling_seconds},
+    )
+
+
+# ---------------------------------------------------------------- common
+
+
+def run_chain(
+    engine: str, model: str, data: dict, settings: ChainSettings, keep: list[str], logger: logging.Logger
+) -> ChainResult:
+    """Run one chain of ``model`` with the resolved ``engine`` ('cmdstanpy' or 'pystan')."""
+    from mimix.models import program_code, stan_file
+
+    if engine == "pystan":
+        return run_chain_pystan(program_code(model), data, settings, keep, logger)
+    if engine == "cmdstanpy":
+        return run_chain_cmdstanpy(stan_file(model), data, settings, keep, logger)
+    raise ValueError(f"engine must be resolved first, got {engine!r}")
+
+
+def to_inference_data(
+    result: ChainResult,
+    dims: dict[str, tuple[str, ...]],
+    coords: dict[str, list],
+    attrs: dict[str, Any],
+):
+    """The chain as ArviZ InferenceData (chain dim of size 1, coordinates named after the data)."""
+    import arviz as az
+
+    posterior = {name: values[None, ...] for name, values in result.draws.items()}
+    sample_stats = {name: values[None, ...] for name, values in result.stats.items()}
+    if "diverging" in sample_stats:
+        sample_stats["diverging"] = sample_stats["diverging"].astype(bool)
+    used_dims = {name: list(dims[name]) for name in posterior if name in dims}
+    used_coords = {d: coords[d] for name in used_dims for d in used_dims[name]}
+    idata = az.from_dict(posterior=posterior, sample_stats=sample_stats, coords=used_coords, dims=used_dims)
+    n_steps = float(np.sum(result.stats.get("n_steps", np.nan)))
+    all_attrs = {
+        "engine": result.engine,
+        "stan_version": result.stan_version,
+        **{k: float(v) for k, v in result.timings.items()},
+        "total_leapfrog_steps": n_steps,
+        "seconds_per_gradient": result.timings.get("sampling_seconds", np.nan) / n_steps if n_steps else np.nan,
+        **attrs,
+    }
+    for group in ("posterior", "sample_stats"):
+        getattr(idata, group).attrs.update({k: _attr_value(v) for k, v in all_attrs.items()})
+    return idata
+
+
+def _attr_value(value: Any) -> Any:
+    """netCDF attributes take numbers and strings only."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int | float | str | np.integer | np.floating):
+        return value
+    return str(value)
+
+
+def _json_ready(obj: Any) -> Any:
+    """Numpy arrays and numbers to plain Python lists/numbers (PyStan and CmdStan take JSON)."""
+    if isinstance(obj, dict):
+        return {k: _json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    return obj
+
+
+class _LogWriter(io.TextIOBase):
+    """A file-like object that sends complete lines to a logger (progress lines of the sampler)."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+        self.buffer = ""
+
+    def write(self, text: str) -> int:
+        self.buffer += text.replace("\r", "\n")
+        while "\n" in self.buffer:
+            line, self.buffer = self.buffer.split("\n", 1)
+            if line.strip():
+                self.logger.info("stan: %s", line.strip())
+        return len(text)
+
+    def flush(self) -> None:
+        if self.buffer.strip():
+            self.logger.info("stan: %s", self.buffer.strip())
+        self.buffer = ""
+
+    def isatty(self) -> bool:
+        return False

@@ -1,0 +1,52 @@
+"""Fit rule: one chain of one model; writes the chain's compact draws as netCDF (atomically)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))  # the package, when not pip-installed
+
+from mimix.datastage import atomic_write, read_data_stage  # noqa: E402
+from mimix.engines import ChainSettings, EngineError, select_engine  # noqa: E402
+from mimix.fitting import fit_chain  # noqa: E402
+from mimix.logs import run_step, step_logger, timed  # noqa: E402
+
+snakemake = globals()["snakemake"]
+model, chain = snakemake.wildcards.model, int(snakemake.wildcards.chain)
+logger = step_logger(f"fit.{model}.chain{chain}", snakemake.log[0])
+
+
+def main() -> None:
+    sampling = snakemake.params.sampling
+    model_input = read_data_stage(dict(snakemake.input.items()), snakemake.params.nested_blocking)
+    engine = select_engine(sampling["engine"])
+    logger.info("engine: %s (requested %s)", engine, sampling["engine"])
+    settings = ChainSettings(
+        seed=0,
+        chain_id=chain,
+        warmup=sampling["warmup"],
+        draws=sampling["draws"],
+        thin=sampling["thin"],
+        adapt_delta=sampling["adapt_delta"],
+        max_treedepth=sampling["max_treedepth"],
+        refresh=sampling["refresh"],
+    )
+    with timed(logger, f"sampling {model} chain {chain}"):
+        idata = fit_chain(
+            model, model_input, engine, snakemake.params.factors, settings, sampling["seed"],
+            sampling["inits"], sampling["max_attempts"], logger,
+        )
+    stats = idata.sample_stats
+    logger.info(
+        "chain %d: %d draws, %d divergent, %d at max tree depth, mean leapfrog steps %.1f, %.2f ms per gradient",
+        chain, stats.sizes["draw"], int(stats["diverging"].sum()),
+        int((stats["tree_depth"] >= settings.max_treedepth).sum()), float(stats["n_steps"].mean()),
+        1000 * float(idata.posterior.attrs["seconds_per_gradient"]),
+    )
+    atomic_write(snakemake.output[0], lambda tmp: idata.to_netcdf(str(tmp), engine="h5netcdf"))
+
+
+try:
+    run_step(logger, main)
+except EngineError as err:
+    logger.error("%s", err)
+    sys.exit(1)
