@@ -42,7 +42,9 @@ def chain_files(model):
 
 
 def all_targets():
-    targets = list(data_stage_outputs().values())
+    targets = list(data_stage_outputs().values()) + [
+        f"{RESULTS}/figures/data_stage.png"
+    ]
     for model in config["models"]:
         targets += chain_files(model)
     return targets

@@ -42,6 +42,31 @@ rule filter_counts:
         "../scripts/filter_counts.py"
 
 
+rule plot_data_stage:
+    input:
+        samples=f"{RESULTS}/data/samples.tsv",
+        taxa=f"{RESULTS}/data/taxa.tsv",
+    output:
+        png=report(
+            f"{RESULTS}/figures/data_stage.png",
+            caption="../report/data_stage.rst",
+            category="1. Data",
+        ),
+        pdf=f"{RESULTS}/figures/data_stage.pdf",
+    log:
+        f"{LOGS}/plot_data_stage.log",
+    conda:
+        "../../envs/analysis.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        filtering=config["filtering"],
+    script:
+        "../scripts/plot_data_stage.py"
+
+
 rule data:
     input:
         **data_stage_outputs(),
+        figure=f"{RESULTS}/figures/data_stage.png",

@@ -1,0 +1,315 @@
+"""Benchmark: fit MIMIX variants on a named case and print one row per model and engine.
+
+    python bench/run.py CASE [--models mimix mimix_nofactor] [--chains 4] [--parallel 2]
+                             [--warmup 1000] [--draws 1000] [--factors 5] [--engine auto]
+
+Cases: demo (the embedded data), sim100 (the paper's simulation design, N=40, K=100, seed 1),
+nutnet100 (NutNet, 100 most prevalent OTUs + other), nutnet408 (OTUs in >= 10% of samples + other),
+nutnet-full (every OTU with reads; use short runs and --extrapolate). NutNet is read from
+../shared/data/nutnet/ (never copied). Each run appends a JSON record to bench/results.jsonl.
+
+Chains run as separate processes, ``--parallel`` at a time (2 on this 2-core machine), like
+Snakemake's one-job-per-chain. Run by hand, never in the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import logging
+import multiprocessing
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+NUTNET = ROOT.parent / "shared" / "data" / "nutnet"
+RESULTS_FILE = ROOT / "bench" / "results.jsonl"
+NUTNET_INPUT = {
+    "format": "mimix",
+    "mimix_dir": str(NUTNET),
+    "mimix_x_names": ["fence", "nutrient", "fence_x_nutrient"],
+    "mimix_z_names": ["site", "block"],
+}
+CASES: dict[str, dict] = {
+    "demo": {"config": "config/config.yaml"},
+    "sim100": {"simulate": {"seed": 1}, "filtering": {"min_prevalence": 0.0}},
+    "nutnet100": {"input": NUTNET_INPUT, "filtering": {"min_prevalence": 0.0, "max_taxa": 100}},
+    "nutnet408": {"input": NUTNET_INPUT, "filtering": {"min_prevalence": 0.1}},
+    "nutnet-full": {"input": NUTNET_INPUT, "filtering": {"min_prevalence": 0.0}},
+}
+
+
+def prepare_case(case: str, workdir: Path):
+    """Write the case's data-stage tables under workdir and read them back as ModelInput."""
+    import yaml
+
+    from mimix.datastage import read_data_stage, write_data_stage
+    from mimix.simulate import SimulationSettings, simulate, write_dataset
+    from mimix.validation import prepare_dataset
+
+    spec = CASES[case]
+    design: dict = {"formula": None, "blocking": None}
+    filtering = {"min_depth": 1000, **spec.get("filtering", {})}
+    if "config" in spec:
+        config = yaml.safe_load((ROOT / spec["config"]).read_text())
+        input_cfg = {
+            k: (str(ROOT / v) if k in ("counts", "metadata", "taxonomy") else v) for k, v in config["input"].items()
+        }
+        design, filtering = config["design"], {**filtering, **config.get("filtering", {})}
+    elif "simulate" in spec:
+        paths = write_dataset(simulate(SimulationSettings(**spec["simulate"])), workdir / "input")
+        input_cfg = {"format": "table", "counts": str(paths["counts"]), "metadata": str(paths["metadata"])}
+        design = {"formula": "treatment", "blocking": ["block"]}
+    else:
+        input_cfg = spec["input"]
+    prepared = prepare_dataset(input_cfg, design, filtering)
+    tables = {
+        k: workdir / "data" / f"{k}.{'json' if k == 'summary' else 'tsv'}"
+        for k in ("counts", "design", "terms", "blocks", "taxa", "samples", "summary")
+    }
+    write_data_stage(prepared, tables)
+    return read_data_stage(tables, design.get("nested_blocking", True))
+
+
+def _chain_job(args: dict) -> dict:
+    """One chain in its own process: fit, write the netCDF, report timings and peak memory."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from mimix.datastage import read_data_stage
+    from mimix.engines import ChainSettings
+    from mimix.fitting import fit_chain
+
+    logging.basicConfig(level=logging.WARNING)
+    logger = logging.getLogger(f"bench.{args['model']}.{args['chain']}")
+    model_input = read_data_stage(args["tables"])
+    settings = ChainSettings(
+        seed=0,
+        chain_id=args["chain"],
+        warmup=args["warmup"],
+        draws=args["draws"],
+        adapt_delta=args["adapt_delta"],
+        max_treedepth=args["max_treedepth"],
+        refresh=10**6,
+    )
+    start = time.perf_counter()
+    idata = fit_chain(
+        args["model"], model_input, args["engine"], args["factors"], settings, args["seed"], args["inits"], 1, logger
+    )
+    wall = time.perf_counter() - start
+    out = Path(args["out"])
+    idata.to_netcdf(str(out), engine="h5netcdf")
+    try:  # httpstan samples in a forked worker: shut it down so its memory counts as a child's
+        import httpstan.services_stub
+
+        httpstan.services_stub.executor.shutdown(wait=True)
+    except Exception:
+        pass
+    self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    attrs = idata.posterior.attrs
+    return {
+        "chain": args["chain"],
+        "wall_seconds": wall,
+        "compile_seconds": float(attrs.get("compile_seconds", np.nan)),
+        "sampling_seconds": float(attrs.get("sampling_seconds", np.nan)),
+        "seconds_per_gradient": float(attrs.get("seconds_per_gradient", np.nan)),
+        "peak_rss_mb": (self_kb + child_kb) / 1024,
+        "bytes": out.stat().st_size,
+        "engine": str(attrs.get("engine")),
+        "stan_version": str(attrs.get("stan_version")),
+    }
+
+
+def numpy_gradient_floor(n: int, k: int, n_factors: int, repeats: int = 20) -> float:
+    """Seconds NumPy needs for the dense products and softmax of one log-density evaluation.
+
+    theta_mean = mu + F Lambda (N x L x K), the multinomial-logit likelihood (log-sum-exp per
+    sample) and the normal density of theta; a gradient costs at least this forward pass.
+    """
+    rng = np.random.default_rng(0)
+    y = rng.poisson(5, size=(n, k)).astype(float)
+    theta = rng.normal(size=(n, k))
+    scores, loadings, mu = (
+        rng.normal(size=(n, max(n_factors, 1))),
+        rng.normal(size=(max(n_factors, 1), k)),
+        rng.normal(size=k),
+    )
+    sigma = np.ones(k)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        mean = mu + scores @ loadings
+        top = theta.max(axis=1, keepdims=True)
+        lse = top[:, 0] + np.log(np.exp(theta - top).sum(axis=1))
+        loglik = (y * theta).sum() - (y.sum(axis=1) * lse).sum()
+        logprior = -0.5 * (((theta - mean) / sigma) ** 2).sum()
+        _ = loglik + logprior
+    return (time.perf_counter() - start) / repeats
+
+
+def summarize(case: str, model: str, chain_files: list[Path], jobs: list[dict], args, wall: float) -> dict:
+    import arviz as az
+    import xarray as xr
+
+    idatas = [az.from_netcdf(str(f)) for f in chain_files]
+    posterior = xr.concat([i.posterior for i in idatas], dim="chain")
+    stats = xr.concat([i.sample_stats for i in idatas], dim="chain")
+    record: dict = {"case": case, "model": model}
+    for group in ("beta", "global_prob"):
+        sub = posterior[[group]]
+        ess_bulk = az.ess(sub, method="bulk")[group].to_numpy().ravel()
+        ess_tail = az.ess(sub, method="tail")[group].to_numpy().ravel()
+        rhat = az.rhat(sub)[group].to_numpy().ravel()
+        varying = posterior[group].std(dim=("chain", "draw")).to_numpy().ravel() > 0
+        record[f"min_ess_bulk_{group}"] = float(np.nanmin(ess_bulk[varying])) if varying.any() else np.nan
+        record[f"min_ess_tail_{group}"] = float(np.nanmin(ess_tail[varying])) if varying.any() else np.nan
+        record[f"max_rhat_{group}"] = float(np.nanmax(rhat[varying])) if varying.any() else np.nan
+        record[f"ess_per_second_{group}"] = record[f"min_ess_bulk_{group}"] / wall
+    max_depth = args.max_treedepth
+    n_iterations = int(stats["n_steps"].size)
+    record.update(
+        {
+            "engine": jobs[0]["engine"],
+            "stan_version": jobs[0]["stan_version"],
+            "chains": len(chain_files),
+            "warmup": args.warmup,
+            "draws": args.draws,
+            "wall_seconds": wall,
+            "compile_seconds": max(j["compile_seconds"] for j in jobs),
+            "seconds_per_gradient": float(np.median([j["seconds_per_gradient"] for j in jobs])),
+            "mean_leapfrog_per_iteration": float(stats["n_steps"].mean()),
+            "max_treedepth_hits": int((stats["tree_depth"] >= max_depth).sum()),
+            "max_treedepth_fraction": float((stats["tree_depth"] >= max_depth).sum() / n_iterations),
+            "divergences": int(stats["diverging"].sum()),
+            "peak_rss_mb_per_chain": max(j["peak_rss_mb"] for j in jobs),
+            "bytes_per_draw": float(np.mean([j["bytes"] for j in jobs])) / args.draws,
+            "N": int(posterior.attrs.get("N", 0)) or None,
+        }
+    )
+    return record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("case", choices=sorted(CASES))
+    parser.add_argument("--models", nargs="+", default=["mimix", "mimix_gaussian", "mimix_nofactor"])
+    parser.add_argument("--engine", default="auto")
+    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=1000)
+    parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument("--factors", type=int, default=5)
+    parser.add_argument("--adapt-delta", type=float, default=0.9)
+    parser.add_argument("--max-treedepth", type=int, default=10)
+    parser.add_argument("--inits", default="paper")
+    parser.add_argument("--seed", type=int, default=20261125)
+    parser.add_argument("--note", default="", help="free text stored with the record (e.g. 'short run, extrapolated')")
+    parser.add_argument("--no-record", action="store_true", help="print only; do not append to bench/results.jsonl")
+    args = parser.parse_args()
+
+    from mimix.engines import select_engine
+
+    engine = select_engine(args.engine)
+    workdir = Path(tempfile.mkdtemp(prefix=f"mimix-bench-{args.case}-"))
+    model_input = prepare_case(args.case, workdir)
+    n, k = model_input.counts.shape
+    tables = {
+        key: str(workdir / "data" / f"{key}.{'json' if key == 'summary' else 'tsv'}")
+        for key in ("counts", "design", "terms", "blocks", "taxa", "samples", "summary")
+    }
+    floor = numpy_gradient_floor(n, k, args.factors)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    header = (
+        f"{'case':<11} {'model':<15} {'engine':<9} {'ch':>2} {'wu':>5} {'dr':>5} {'wall_s':>8} {'comp_s':>7} "
+        f"{'ms/grad':>8} {'floor':>7} {'leapfrog':>8} {'maxdep':>6} {'div':>4} {'essB_b':>7} {'essT_b':>7} "
+        f"{'rhat_b':>6} {'essB_g':>7} {'rhat_g':>6} {'ess/s_b':>7} {'rss_MB':>7} {'B/draw':>8}"
+    )
+    print(f"# case {args.case}: N={n}, K={k}, P={model_input.X.shape[1]}, cores={os.cpu_count()}, commit {commit}")
+    print(header)
+    for model in args.models:
+        out_dir = workdir / model
+        out_dir.mkdir()
+        jobs_args = [
+            {
+                "model": model,
+                "chain": c,
+                "tables": tables,
+                "engine": engine,
+                "factors": args.factors,
+                "warmup": args.warmup,
+                "draws": args.draws,
+                "adapt_delta": args.adapt_delta,
+                "max_treedepth": args.max_treedepth,
+                "seed": args.seed,
+                "inits": args.inits,
+                "out": str(out_dir / f"{c}.nc"),
+            }
+            for c in range(1, args.chains + 1)
+        ]
+        # Compile once before timing the chains, so parallel chains do not build the same model twice.
+        from mimix.engines import ChainSettings, run_chain
+        from mimix.models import stan_data
+
+        compile_start = time.perf_counter()
+        run_chain(
+            engine,
+            model,
+            stan_data(model_input, args.factors),
+            ChainSettings(seed=1, warmup=1, draws=1, refresh=10**6),
+            [],
+            logging.getLogger("bench"),
+        )
+        compile_seconds = time.perf_counter() - compile_start
+        start = time.perf_counter()
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(max_workers=args.parallel, mp_context=context) as pool:
+            jobs = list(pool.map(_chain_job, jobs_args))
+        wall = time.perf_counter() - start
+        record = summarize(args.case, model, [Path(j["out"]) for j in jobs_args], jobs, args, wall)
+        record.update(
+            {
+                "N": n,
+                "K": k,
+                "P": int(model_input.X.shape[1]),
+                "factors": args.factors if model != "mimix_nofactor" else 0,
+                "compile_seconds": compile_seconds,
+                "numpy_floor_seconds_per_gradient": floor,
+                "adapt_delta": args.adapt_delta,
+                "max_treedepth": args.max_treedepth,
+                "inits": args.inits,
+                "commit": commit,
+                "cores": os.cpu_count(),
+                "machine": platform.machine(),
+                "parallel": args.parallel,
+                "date": time.strftime("%Y-%m-%d %H:%M"),
+                "note": args.note,
+            }
+        )
+        print(
+            f"{args.case:<11} {model:<15} {record['engine']:<9} {args.chains:>2} {args.warmup:>5} {args.draws:>5} "
+            f"{wall:>8.0f} {compile_seconds:>7.1f} {1000 * record['seconds_per_gradient']:>8.2f} "
+            f"{1000 * floor:>7.3f} {record['mean_leapfrog_per_iteration']:>8.1f} {record['max_treedepth_hits']:>6} "
+            f"{record['divergences']:>4} {record['min_ess_bulk_beta']:>7.0f} {record['min_ess_tail_beta']:>7.0f} "
+            f"{record['max_rhat_beta']:>6.3f} {record['min_ess_bulk_global_prob']:>7.0f} "
+            f"{record['max_rhat_global_prob']:>6.3f} {record['ess_per_second_beta']:>7.2f} "
+            f"{record['peak_rss_mb_per_chain']:>7.0f} {record['bytes_per_draw']:>8.0f}",
+            flush=True,
+        )
+        if not args.no_record:
+            with RESULTS_FILE.open("a") as handle:
+                handle.write(json.dumps(record, default=float) + "\n")
+
+
+if __name__ == "__main__":
+    main()
