@@ -41,10 +41,24 @@ def chain_files(model):
     return [f"{RESULTS}/{model}/chains/{chain}.nc" for chain in chains]
 
 
+# Models with loadings: the latent structure applies to them only.
+FACTOR_MODELS = ("mimix", "mimix_gaussian")
+
+
+def inference_outputs(model):
+    """Inference outputs of one model (latent structure for the factor models only)."""
+    tables = ["diagnostics/quantities", "diagnostics/chains", "diagnostics/verdict"]
+    tables += ["global_tests", "local_tests", "variance/per_taxon", "variance/summary"]
+    if model in FACTOR_MODELS:
+        tables += ["latent/clusters", "latent/correlation", "latent/factors"]
+    return [f"{RESULTS}/{model}/{table}.tsv" for table in tables]
+
+
 def all_targets():
     targets = list(data_stage_outputs().values()) + [
         f"{RESULTS}/figures/data_stage.png"
     ]
     for model in config["models"]:
-        targets += chain_files(model)
+        targets += inference_outputs(model)
+    targets.append(f"{RESULTS}/permanova/permanova.tsv")
     return targets
