@@ -269,7 +269,7 @@ def test_thresholds_from_config_ignore_other_keys() -> None:
 
 
 def test_schema_fragment_is_valid_and_documents_defaults() -> None:
-    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "inference.schema.yaml").read_text())
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
     Draft202012Validator.check_schema(schema)
     inference = schema["properties"]["inference"]["properties"]
     assert inference["diagnostics"]["properties"]["rhat_max"]["default"] == 1.01
