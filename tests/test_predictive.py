@@ -68,3 +68,14 @@ def test_check_table_and_summary() -> None:
     _, far_summary = predictive.posterior_predictive_checks(counts, groups, far)
     assert far_summary.loc[far_summary["statistic"] == "max_share", "fraction_inside"].item() == 0.0
     assert checks["ppp"].between(0, 1).all()
+
+
+def test_level_effects_follow_the_nesting() -> None:
+    # Levels: site A (factor 1), block A/1 nested in A (factor 2), crossed level c (factor 2, no parent).
+    h = np.array([[[1.0, 2.0], [1.5, 2.5], [0.3, 0.4]]])  # (S=1, R=3, K=2)
+    mu = np.array([[0.5, 0.5]])
+    gamma = predictive.level_effects(h, mu, np.array([1, 2, 2]), np.array([0, 1, 0]))
+    assert gamma.shape == (1, 2, 3)
+    np.testing.assert_allclose(gamma[0, :, 0], [0.5, 1.5])  # site: h - mu
+    np.testing.assert_allclose(gamma[0, :, 1], [0.5, 0.5])  # nested block: h - h[site]
+    np.testing.assert_allclose(gamma[0, :, 2], [0.3, 0.4])  # crossed level: h itself

@@ -33,6 +33,8 @@ _FACTOR_MODEL_VARIABLES = {
     "lambda_diag": ("taxon",),
     "eta": ("taxon",),
     "Lambda": ("factor", "taxon"),
+    # Factor scores (N x L, small): with mu, Lambda and sigma2 they give the predictive checks.
+    "F": ("sample", "factor"),
 }
 SAVED_VARIABLES: dict[str, dict[str, tuple[str, ...]]] = {
     "mimix": _FACTOR_MODEL_VARIABLES,
@@ -49,6 +51,8 @@ SAVED_VARIABLES: dict[str, dict[str, tuple[str, ...]]] = {
         "sigma2_mu": (),
         "sigma2_g": ("blocking_factor",),
         "sigma2_b": ("column",),
+        # Hierarchically centred level means (R x K): the block effects for the predictive checks.
+        "h": ("level", "taxon"),
     },
 }
 
@@ -124,4 +128,6 @@ def coordinates(model_input: ModelInput, n_factors: int) -> dict[str, list]:
         "term": list(model_input.terms),
         "factor": list(range(1, n_factors + 1)),
         "blocking_factor": list(model_input.blocks.labels.columns),
+        "sample": list(model_input.counts.index),
+        "level": [f"{factor}:{label}" for factor, label in model_input.blocks.levels],
     }

@@ -142,3 +142,49 @@ def posterior_predictive_checks(
         .reset_index()
     )
     return checks, summary
+
+
+def level_effects(h: np.ndarray, mu: np.ndarray, level_factor: np.ndarray, level_parent: np.ndarray) -> np.ndarray:
+    """Block effects gamma (S, K, R) from the hierarchically centred level means h (S, R, K).
+
+    As in the Stan model: a nested level is centred on its parent, a level of the first factor
+    on mu, a level of a crossed factor on zero.
+    """
+    gamma = h.copy()
+    for r, (factor, parent) in enumerate(zip(level_factor, level_parent, strict=True)):
+        if parent > 0:
+            gamma[:, r] -= h[:, parent - 1]
+        elif factor == 1:
+            gamma[:, r] -= mu
+    return np.moveaxis(gamma, 1, 2)
+
+
+def theta_means(posterior, model_input, draws: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Mean structure (S, N, K) and sigma2 (S, K) for ``draws`` draws spread over all chains."""
+    stacked = posterior.stack(sample_draw=("chain", "draw")).transpose("sample_draw", ...)
+    total = stacked.sizes["sample_draw"]
+    pick = np.sort(rng.choice(total, size=min(draws, total), replace=False))
+    sub = stacked.isel(sample_draw=pick)
+    mu, sigma2 = sub["mu"].to_numpy(), sub["sigma2"].to_numpy()
+    if "F" in sub:
+        return theta_mean_factor_model(mu, sub["F"].to_numpy(), sub["Lambda"].to_numpy()), sigma2
+    blocks = model_input.blocks
+    gamma = level_effects(sub["h"].to_numpy(), mu, np.array(blocks.level_factor()), np.array(blocks.parent))
+    mean = theta_mean_nofactor_model(
+        mu,
+        sub["beta"].to_numpy(),
+        model_input.X.loc[model_input.counts.index].to_numpy(),
+        gamma,
+        blocks.index_matrix(),
+    )
+    return mean, sigma2
+
+
+def replicate_groups(model_input) -> pd.Series:
+    """Samples with the same treatment columns and the same blocking levels form a group."""
+    X = model_input.X.loc[model_input.counts.index]
+    keys = X.astype(str).agg("|".join, axis=1)
+    labels = model_input.blocks.labels.loc[model_input.counts.index]
+    if labels.shape[1]:
+        keys = keys + " @ " + labels.astype(str).agg("|".join, axis=1)
+    return keys

@@ -49,6 +49,7 @@ def inference_outputs(model):
     """Inference outputs of one model (latent structure for the factor models only)."""
     tables = ["diagnostics/quantities", "diagnostics/chains", "diagnostics/verdict"]
     tables += ["global_tests", "local_tests", "variance/per_taxon", "variance/summary"]
+    tables += ["ppc/checks", "ppc/summary"]
     if model in FACTOR_MODELS:
         tables += ["latent/clusters", "latent/correlation", "latent/factors"]
     return [f"{RESULTS}/{model}/{table}.tsv" for table in tables]

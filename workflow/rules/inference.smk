@@ -124,3 +124,24 @@ rule permanova:
         settings=config["permanova"],
     script:
         "../scripts/permanova.py"
+
+
+rule predictive_checks:
+    input:
+        chains=lambda wildcards: chain_files(wildcards.model),
+        **data_stage_outputs(),
+    output:
+        checks=f"{RESULTS}/{{model}}/ppc/checks.tsv",
+        summary=f"{RESULTS}/{{model}}/ppc/summary.tsv",
+    log:
+        f"{LOGS}/{{model}}/predictive_checks.log",
+    conda:
+        "../../envs/analysis.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        settings=config["inference"]["ppc"],
+        nested_blocking=config["design"]["nested_blocking"],
+    script:
+        "../scripts/predictive_checks.py"
