@@ -80,6 +80,28 @@ def write_data_stage(prepared: PreparedData, paths: dict[str, str | Path]) -> No
             write_tsv(table, paths[key])
 
 
+def read_table(path: str | Path, index: bool = True, **kwargs) -> pd.DataFrame:
+    """Read a TSV written by the workflow; ids such as "NA" or "null" stay text (only empty is missing)."""
+    dtype = {0: str} if index else None
+    return pd.read_csv(
+        path,
+        sep="\t",
+        index_col=0 if index else None,
+        dtype=kwargs.pop("dtype", dtype),
+        keep_default_na=False,
+        na_values=[""],
+        **kwargs,
+    )
+
+
+def read_terms(path: str | Path) -> dict[str, list[str]]:
+    """terms.tsv as {term: [columns]} in formula order."""
+    terms: dict[str, list[str]] = {}
+    for term, column in read_table(path, index=False, dtype=str).itertuples(index=False):
+        terms.setdefault(term, []).append(column)
+    return terms
+
+
 @dataclass
 class ModelInput:
     """The analysed data as the model stage reads it back from the data stage tables."""
@@ -93,14 +115,11 @@ class ModelInput:
 
 def read_data_stage(paths: dict[str, str | Path], nested_blocking: bool = True) -> ModelInput:
     """Read the tables written by :func:`write_data_stage`."""
-    counts = pd.read_csv(paths["counts"], sep="\t", index_col=0, dtype={0: str})
+    counts = read_table(paths["counts"])
     counts.columns = counts.columns.astype(str)
-    X = pd.read_csv(paths["design"], sep="\t", index_col=0, dtype={0: str})
-    terms_frame = pd.read_csv(paths["terms"], sep="\t", dtype=str)
-    terms: dict[str, list[str]] = {}
-    for term, column in terms_frame.itertuples(index=False):
-        terms.setdefault(term, []).append(column)
-    labels = pd.read_csv(paths["blocks"], sep="\t", index_col=0, dtype=str)
-    taxa = pd.read_csv(paths["taxa"], sep="\t", index_col=0, dtype={0: str})
+    X = read_table(paths["design"])
+    terms = read_terms(paths["terms"])
+    labels = read_table(paths["blocks"], dtype=str)
+    taxa = read_table(paths["taxa"])
     taxa = taxa.reindex(counts.columns)
     return ModelInput(counts=counts, X=X, terms=terms, blocks=blocks_from_labels(labels, nested_blocking), taxa=taxa)

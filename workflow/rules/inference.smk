@@ -128,8 +128,8 @@ rule permanova:
 
 rule predictive_checks:
     input:
-        chains=lambda wildcards: chain_files(wildcards.model),
         **data_stage_outputs(),
+        chains=lambda wildcards: chain_files(wildcards.model),
     output:
         checks=f"{RESULTS}/{{model}}/ppc/checks.tsv",
         summary=f"{RESULTS}/{{model}}/ppc/summary.tsv",

@@ -32,14 +32,24 @@ def main() -> None:
     )
     with timed(logger, f"sampling {model} chain {chain}"):
         idata = fit_chain(
-            model, model_input, engine, snakemake.params.factors, settings, sampling["seed"],
-            sampling["inits"], sampling["max_attempts"], logger,
+            model,
+            model_input,
+            engine,
+            snakemake.params.factors,
+            settings,
+            sampling["seed"],
+            sampling["inits"],
+            sampling["max_attempts"],
+            logger,
         )
     stats = idata.sample_stats
     logger.info(
         "chain %d: %d draws, %d divergent, %d at max tree depth, mean leapfrog steps %.1f, %.2f ms per gradient",
-        chain, stats.sizes["draw"], int(stats["diverging"].sum()),
-        int((stats["tree_depth"] >= settings.max_treedepth).sum()), float(stats["n_steps"].mean()),
+        chain,
+        stats.sizes["draw"],
+        int(stats["diverging"].sum()),
+        int((stats["tree_depth"] >= settings.max_treedepth).sum()),
+        float(stats["n_steps"].mean()),
         1000 * float(idata.posterior.attrs["seconds_per_gradient"]),
     )
     atomic_write(snakemake.output[0], lambda tmp: idata.to_netcdf(str(tmp), engine="h5netcdf"))

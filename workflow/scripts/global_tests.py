@@ -5,9 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))  # the package, when not pip-installed
 
-import pandas as pd  # noqa: E402
 
-from mimix.datastage import write_tsv  # noqa: E402
+from mimix.datastage import read_terms, write_tsv  # noqa: E402
 from mimix.diagnostics import combine_chains, read_chains, read_passed, read_quantities  # noqa: E402
 from mimix.inference import global_tests, mark_global_reliable  # noqa: E402
 from mimix.logs import run_step, step_logger, timed  # noqa: E402
@@ -20,10 +19,7 @@ logger = step_logger(f"global_tests.{model}", snakemake.log[0])
 def main() -> None:
     with timed(logger, f"reading {len(snakemake.input.chains)} chain(s) of {model}"):
         posterior = combine_chains(read_chains(snakemake.input.chains)).posterior
-    terms_frame = pd.read_csv(snakemake.input.terms, sep="\t", dtype=str)
-    terms: dict[str, list[str]] = {}
-    for term, column in terms_frame.itertuples(index=False):
-        terms.setdefault(term, []).append(column)
+    terms = read_terms(snakemake.input.terms)
     quantities = read_quantities(snakemake.input.quantities)
     passed = read_passed(snakemake.input.verdict)
     table = global_tests(posterior, terms, threshold=snakemake.params.threshold)

@@ -5,9 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))  # the package, when not pip-installed
 
-import pandas as pd  # noqa: E402
 
-from mimix.datastage import write_tsv  # noqa: E402
+from mimix.datastage import read_table, write_tsv  # noqa: E402
 from mimix.diagnostics import combine_chains, read_chains, read_passed, read_quantities  # noqa: E402
 from mimix.inference import local_tests, mark_local_reliable  # noqa: E402
 from mimix.logs import run_step, step_logger, timed  # noqa: E402
@@ -21,7 +20,7 @@ def main() -> None:
     settings = snakemake.params.settings
     with timed(logger, f"reading {len(snakemake.input.chains)} chain(s) of {model}"):
         posterior = combine_chains(read_chains(snakemake.input.chains)).posterior
-    taxa = pd.read_csv(snakemake.input.taxa, sep="\t", index_col=0, dtype={0: str})
+    taxa = read_table(snakemake.input.taxa)
     quantities = read_quantities(snakemake.input.quantities)
     passed = read_passed(snakemake.input.verdict)
     table = local_tests(posterior["beta"], settings["interval_level"], settings["fdr_level"], taxa)

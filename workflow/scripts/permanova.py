@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))  # the pack
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from mimix.datastage import write_tsv  # noqa: E402
+from mimix.datastage import read_table, write_tsv  # noqa: E402
 from mimix.errors import InputError  # noqa: E402
 from mimix.logs import run_step, step_logger, timed  # noqa: E402
 from mimix.permanova import permanova  # noqa: E402
@@ -45,10 +45,10 @@ def tidy_table(table: pd.DataFrame) -> pd.DataFrame:
 
 def main(snakemake, logger) -> None:
     settings = snakemake.params.settings
-    counts = pd.read_csv(snakemake.input.counts, sep="\t", index_col=0, dtype={0: str})
-    design = pd.read_csv(snakemake.input.design, sep="\t", index_col=0, dtype={0: str}).reindex(counts.index)
-    terms = pd.read_csv(snakemake.input.terms, sep="\t", dtype=str)
-    blocks = pd.read_csv(snakemake.input.blocks, sep="\t", index_col=0, dtype=str).reindex(counts.index)
+    counts = read_table(snakemake.input.counts)
+    design = read_table(snakemake.input.design).reindex(counts.index)
+    terms = read_table(snakemake.input.terms, index=False, dtype=str)
+    blocks = read_table(snakemake.input.blocks, dtype=str).reindex(counts.index)
     strata_name = settings.get("strata")
     strata = None
     if strata_name not in (None, "", "none"):

@@ -5,8 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))  # the package, when not pip-installed
 
-import pandas as pd  # noqa: E402
-
+from mimix.datastage import read_table  # noqa: E402
 from mimix.logs import run_step, step_logger, timed  # noqa: E402
 from mimix.plots import data_stage_figure, save_figure  # noqa: E402
 
@@ -15,8 +14,8 @@ logger = step_logger("plot_data_stage", snakemake.log[0])
 
 
 def main() -> None:
-    samples = pd.read_csv(snakemake.input.samples, sep="\t", index_col=0)
-    taxa = pd.read_csv(snakemake.input.taxa, sep="\t", index_col=0)
+    samples = read_table(snakemake.input.samples)
+    taxa = read_table(snakemake.input.taxa)
     with timed(logger, "drawing the data stage figure"):
         figure = data_stage_figure(samples, taxa, snakemake.params.filtering)
         save_figure(figure, snakemake.output.png, snakemake.output.pdf)

@@ -19,8 +19,11 @@ def main() -> None:
     summary = prepared.summary()
     logger.info(
         "inputs valid: %d of %d samples and %d model columns after filtering; treatment columns %s; blocking %s",
-        summary["samples_kept"], summary["samples_in"], summary["model_columns"],
-        summary["treatment_columns"], summary["blocking_factors"],
+        summary["samples_kept"],
+        summary["samples_in"],
+        summary["model_columns"],
+        summary["treatment_columns"],
+        summary["blocking_factors"],
     )
     write_json({"valid": True, **summary}, snakemake.output[0])
 
