@@ -106,12 +106,31 @@ def _pystan_draws(fit, name: str) -> np.ndarray:
 # ---------------------------------------------------------------- PyStan
 
 
+@contextlib.contextmanager
+def _patient_http_client():
+    """PyStan's HTTP client gives up after aiohttp's default 300 s; a build on a busy machine takes longer."""
+    import functools
+
+    import aiohttp
+
+    original = aiohttp.ClientSession
+    aiohttp.ClientSession = functools.partial(original, timeout=aiohttp.ClientTimeout(total=None))
+    try:
+        yield
+    finally:
+        aiohttp.ClientSession = original
+
+
 def _pystan_build(program_code: str, data: dict, seed: int, logger: logging.Logger):
     import stan
 
     start = time.perf_counter()
     try:
-        with contextlib.redirect_stdout(_LogWriter(logger)), contextlib.redirect_stderr(_LogWriter(logger)):
+        with (
+            contextlib.redirect_stdout(_LogWriter(logger)),
+            contextlib.redirect_stderr(_LogWriter(logger)),
+            _patient_http_client(),
+        ):
             model = stan.build(program_code, data=_json_ready(data), random_seed=seed)
     except Exception as err:  # build failures arrive as many types; the message is what matters
         message = str(err).strip().splitlines()
@@ -153,7 +172,7 @@ def run_chain_pystan(
     start = time.perf_counter()
     httpstan.cache.dump_fit = recording_dump
     try:
-        with contextlib.redirect_stderr(_LogWriter(logger)):
+        with contextlib.redirect_stderr(_LogWriter(logger)), _patient_http_client():
             fit = model.sample(**kwargs)
     except RuntimeError as err:
         raise EngineError(f"engine pystan: sampling failed: {err}") from err
@@ -257,6 +276,30 @@ def run_chain_cmdstanpy(
 
 
 # ---------------------------------------------------------------- common
+
+
+def compile_model(engine: str, model: str, data: dict, logger: logging.Logger) -> dict[str, Any]:
+    """Compile (or find in the cache) one model with the resolved engine; return what happened."""
+    from mimix.models import program_code, program_hash, stan_file
+
+    start = time.perf_counter()
+    if engine == "pystan":
+        _pystan_build(program_code(model), data, 1, logger)
+        version = pystan_stan_version()
+    elif engine == "cmdstanpy":
+        import cmdstanpy
+
+        _cmdstan_model(stan_file(model), logger)
+        version = ".".join(map(str, cmdstanpy.cmdstan_version() or ("?",)))
+    else:
+        raise ValueError(f"engine must be resolved first, got {engine!r}")
+    return {
+        "model": model,
+        "engine": engine,
+        "stan_version": version,
+        "program_hash": program_hash(model),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
 
 
 def run_chain(

@@ -35,6 +35,14 @@ def raw_inputs():
     return [f for f in files if Path(f).exists()]
 
 
+def stan_sources(model):
+    """The model's .stan file and the shared files it may include."""
+    stan_dir = Path(workflow.basedir) / "workflow" / "stan"
+    return [str(stan_dir / f"{model}.stan")] + sorted(
+        str(p) for p in stan_dir.glob("include/*.stan")
+    )
+
+
 def chain_files(model):
     """Every chain file of one model."""
     chains = range(1, config["sampling"]["chains"] + 1)
