@@ -26,6 +26,7 @@ import numpy as np
 from mimix.errors import InputError
 
 ENGINES = ("auto", "cmdstanpy", "pystan")
+BUILD_ATTEMPTS = 3
 # Sampler statistics, named as ArviZ names them, from Stan's names.
 SAMPLE_STATS = {
     "lp__": "lp",
@@ -125,21 +126,30 @@ def _pystan_build(program_code: str, data: dict, seed: int, logger: logging.Logg
     import stan
 
     start = time.perf_counter()
-    try:
-        with (
-            contextlib.redirect_stdout(_LogWriter(logger)),
-            contextlib.redirect_stderr(_LogWriter(logger)),
-            _patient_http_client(),
-        ):
-            model = stan.build(program_code, data=_json_ready(data), random_seed=seed)
-    except Exception as err:  # build failures arrive as many types; the message is what matters
-        message = str(err).strip().splitlines()
-        tail = " | ".join(message[-6:]) if message else type(err).__name__
-        raise EngineError(
-            f"engine pystan: compiling the model failed ({type(err).__name__}): {tail}; "
-            "check that g++ is installed (apt-get install g++) and that the .stan file compiles"
-        ) from err
-    return model, time.perf_counter() - start
+    # httpstan's cache is not safe against two processes building the same program at once (one
+    # may read the other's half-written model folder); a short wait and a second try finds it whole.
+    for attempt in range(1, BUILD_ATTEMPTS + 1):
+        try:
+            with (
+                contextlib.redirect_stdout(_LogWriter(logger)),
+                contextlib.redirect_stderr(_LogWriter(logger)),
+                _patient_http_client(),
+            ):
+                model = stan.build(program_code, data=_json_ready(data), random_seed=seed)
+            return model, time.perf_counter() - start
+        except Exception as err:  # build failures arrive as many types; the message is what matters
+            message = str(err).strip().splitlines()
+            tail = " | ".join(message[-6:]) if message else type(err).__name__
+            stan_code_error = isinstance(err, ValueError) and str(err) in ("Syntax error", "Semantic error")
+            if not stan_code_error and attempt < BUILD_ATTEMPTS:
+                logger.warning("pystan build attempt %d failed (%s); retrying in 15 s", attempt, tail[:200])
+                time.sleep(15)
+                continue
+            raise EngineError(
+                f"engine pystan: compiling the model failed ({type(err).__name__}): {tail}; "
+                "check that g++ is installed (apt-get install g++) and that the .stan file compiles"
+            ) from err
+    raise AssertionError("unreachable")
 
 
 def run_chain_pystan(
