@@ -63,6 +63,29 @@ def inference_outputs(model):
     return [f"{RESULTS}/{model}/{table}.tsv" for table in tables]
 
 
+def latent_clusters(wildcards):
+    """The subcommunity table that orders a factor model's taxa in its figures (none for mimix_nofactor)."""
+    if wildcards.model in FACTOR_MODELS:
+        return {"clusters": f"{RESULTS}/{wildcards.model}/latent/clusters.tsv"}
+    return {}
+
+
+def figure_outputs(model):
+    """Figures of one model (PNG; each rule writes the PDF beside it); latent structure for factor models only."""
+    names = ["diagnostics", "local_effects", "significant_effects", "variance_shares", "error_variance", "ppc"]
+    if model in FACTOR_MODELS:
+        names.append("latent_structure")
+    return [f"{RESULTS}/figures/{model}/{name}.png" for name in names]
+
+
+def report_outputs():
+    """The opening page, the dataset's global-tests figure and every model's figures."""
+    targets = [f"{RESULTS}/report/summary.rst", f"{RESULTS}/figures/global_tests.png"]
+    for model in config["models"]:
+        targets += figure_outputs(model)
+    return targets
+
+
 def all_targets():
     targets = list(data_stage_outputs().values()) + [
         f"{RESULTS}/figures/data_stage.png"
@@ -70,4 +93,5 @@ def all_targets():
     for model in config["models"]:
         targets += inference_outputs(model)
     targets.append(f"{RESULTS}/permanova/permanova.tsv")
+    targets += report_outputs()
     return targets
