@@ -11,6 +11,24 @@ LOGS = f"logs/{DATASET}"
 DATA_TABLES = ("counts", "design", "terms", "blocks", "taxa", "samples")
 
 
+# Cheap steps run where Snakemake runs (a cluster's login node); compiles, chains and the
+# inference rules are submitted as jobs.
+localrules:
+    all,
+    data,
+    validate_inputs,
+    filter_counts,
+    plot_data_stage,
+    summary,
+    plot_diagnostics,
+    plot_global_tests,
+    plot_local_effects,
+    plot_significant_effects,
+    plot_variance,
+    plot_latent_structure,
+    plot_ppc,
+
+
 wildcard_constraints:
     model="|".join(config["models"]),
     chain=r"\d+",
@@ -72,7 +90,14 @@ def latent_clusters(wildcards):
 
 def figure_outputs(model):
     """Figures of one model (PNG; each rule writes the PDF beside it); latent structure for factor models only."""
-    names = ["diagnostics", "local_effects", "significant_effects", "variance_shares", "error_variance", "ppc"]
+    names = [
+        "diagnostics",
+        "local_effects",
+        "significant_effects",
+        "variance_shares",
+        "error_variance",
+        "ppc",
+    ]
     if model in FACTOR_MODELS:
         names.append("latent_structure")
     return [f"{RESULTS}/figures/{model}/{name}.png" for name in names]
