@@ -17,19 +17,25 @@ STAN_DIR = Path(__file__).resolve().parents[2] / "workflow" / "stan"
 MODELS = ("mimix", "mimix_gaussian", "mimix_nofactor")
 A_GRID = np.round(np.arange(1, 51) / 100, 2)  # Dirichlet concentration grid 0.01, ..., 0.50
 
-# Saved quantity -> its dimensions (the names of the netCDF/ArviZ dims).
-_FACTOR_MODEL_VARIABLES = {
-    "beta": ("taxon", "column"),
-    "incl_prob": ("factor", "column"),
-    "omega": ("factor", "column"),
-    "global_prob": ("column",),
-    "term_prob": ("term",),
-    "pi": ("column",),
-    "mu": ("taxon",),
-    "sigma2": ("taxon",),
-    "sigma2_mu": (),
-    "sigma2_g": ("blocking_factor",),
-    "sigma2_b": ("column",),
+# Saved quantity -> its dimensions (the names of the netCDF/ArviZ dims). The spike-and-slab
+# indicators live on factor rows in the factor models and on taxa in the model without factors.
+def _saved(indicator_dim: str) -> dict[str, tuple[str, ...]]:
+    return {
+        "beta": ("taxon", "column"),
+        "incl_prob": (indicator_dim, "column"),
+        "omega": (indicator_dim, "column"),
+        "global_prob": ("column",),
+        "term_prob": ("term",),
+        "pi": ("column",),
+        "mu": ("taxon",),
+        "sigma2": ("taxon",),
+        "sigma2_mu": (),
+        "sigma2_g": ("blocking_factor",),
+        "sigma2_b": ("column",),
+    }
+
+
+_FACTOR_MODEL_VARIABLES = _saved("factor") | {
     "lambda_diag": ("taxon",),
     "eta": ("taxon",),
     "Lambda": ("factor", "taxon"),
@@ -39,21 +45,8 @@ _FACTOR_MODEL_VARIABLES = {
 SAVED_VARIABLES: dict[str, dict[str, tuple[str, ...]]] = {
     "mimix": _FACTOR_MODEL_VARIABLES,
     "mimix_gaussian": _FACTOR_MODEL_VARIABLES,
-    "mimix_nofactor": {
-        "beta": ("taxon", "column"),
-        "incl_prob": ("taxon", "column"),
-        "omega": ("taxon", "column"),
-        "global_prob": ("column",),
-        "term_prob": ("term",),
-        "pi": ("column",),
-        "mu": ("taxon",),
-        "sigma2": ("taxon",),
-        "sigma2_mu": (),
-        "sigma2_g": ("blocking_factor",),
-        "sigma2_b": ("column",),
-        # Hierarchically centred level means (R x K): the block effects for the predictive checks.
-        "h": ("level", "taxon"),
-    },
+    # Hierarchically centred level means (R x K): the block effects for the predictive checks.
+    "mimix_nofactor": _saved("taxon") | {"h": ("level", "taxon")},
 }
 
 
