@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import runpy
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from test_diagnostics import ROOT, run_script
+from test_diagnostics import run_script
 
-from mimix.permanova import permanova
+from mimix.permanova import permanova, permanova_design
 
-SCRIPT = ROOT / "workflow" / "scripts" / "permanova.py"
 SETTINGS = {"distance": "braycurtis", "permutations": 199, "strata": None, "seed": 1}
 
 
@@ -48,17 +46,12 @@ def data_stage(folder: Path) -> dict[str, str]:
     return paths
 
 
-def script_functions() -> dict:
-    """The script's functions, without running its rule (no ``snakemake`` object given)."""
-    return runpy.run_path(str(SCRIPT))
-
-
 def test_design_has_treatment_terms_then_dummy_coded_blocks(tmp_path: Path) -> None:
     paths = data_stage(tmp_path)
     design = pd.read_csv(paths["design"], sep="\t", index_col=0)
     blocks = pd.read_csv(paths["blocks"], sep="\t", index_col=0, dtype=str)
     terms = pd.read_csv(paths["terms"], sep="\t", dtype=str)
-    built = script_functions()["permanova_design"](design, terms, blocks)
+    built = permanova_design(design, terms, blocks)
     assert [name for name, _ in built] == ["nutrient", "fence", "nutrient:fence", "site", "block"]
     np.testing.assert_array_equal(built[0][1], design[["nutrient[yes]"]].to_numpy())
     # site: levels A, B -> one column "is B"; block: A/1, A/2, B/1, B/2 -> three columns (A/1 dropped).
@@ -76,7 +69,7 @@ def test_script_table_matches_direct_call(tmp_path: Path) -> None:
     assert list(table.index) == ["nutrient", "fence", "nutrient:fence", "site", "block", "Residual", "Total"]
     # Nested blocks: 4 block levels - 1 = 3 columns, of which 1 is aliased with site: 2 df.
     assert table["df"].tolist() == [1, 1, 1, 1, 2, 25, 31]
-    design = script_functions()["permanova_design"](
+    design = permanova_design(
         pd.read_csv(paths["design"], sep="\t", index_col=0),
         pd.read_csv(paths["terms"], sep="\t", dtype=str),
         pd.read_csv(paths["blocks"], sep="\t", index_col=0, dtype=str),
@@ -94,9 +87,8 @@ def test_strata_by_blocking_factor(tmp_path: Path) -> None:
     out = tmp_path / "permanova.tsv"
     run_script("permanova", paths, {"out": str(out)}, {"settings": {**SETTINGS, "strata": "site"}}, tmp_path)
     table = pd.read_csv(out, sep="\t", index_col="term")
-    functions = script_functions()
     blocks = pd.read_csv(paths["blocks"], sep="\t", index_col=0, dtype=str)
-    design = functions["permanova_design"](
+    design = permanova_design(
         pd.read_csv(paths["design"], sep="\t", index_col=0), pd.read_csv(paths["terms"], sep="\t", dtype=str), blocks
     )
     counts = pd.read_csv(paths["counts"], sep="\t", index_col=0).to_numpy()

@@ -332,3 +332,33 @@ def _pseudo_f(ss: np.ndarray, df: np.ndarray, ss_res: np.ndarray, df_res: int) -
     with np.errstate(divide="ignore", invalid="ignore"):
         f = (ss / df) / (ss_res / df_res)
     return np.where(df > 0, f, np.nan)
+
+
+# vegan's column names -> the tidy names of the output table.
+COLUMNS = {"Df": "df", "SumOfSqs": "sum_of_squares", "R2": "r2", "F": "F", "Pr(>F)": "p_value"}
+
+
+def permanova_design(design: pd.DataFrame, terms: pd.DataFrame, blocks: pd.DataFrame) -> list[tuple[str, np.ndarray]]:
+    """Treatment terms in formula order (their columns of X), then each blocking factor, dummy coded.
+
+    Blocking factors use treatment coding without intercept (one 0/1 column per level but the
+    first in sorted order); sequential SS make the dropped level irrelevant, and a nested
+    factor's columns aliased with its parent's are dropped by the PERMANOVA's QR.
+    """
+    blocks_per_term: dict[str, list[str]] = {}
+    for term, column in terms[["term", "column"]].itertuples(index=False):
+        blocks_per_term.setdefault(str(term), []).append(str(column))
+    missing = [c for cols in blocks_per_term.values() for c in cols if c not in design.columns]
+    if missing:
+        raise InputError(f"terms.tsv names columns {missing} that design.tsv lacks: rerun the data stage")
+    out = [(term, design[cols].to_numpy(dtype=float)) for term, cols in blocks_per_term.items()]
+    for factor in blocks.columns:
+        levels = blocks[factor].astype(str)
+        dummies = pd.get_dummies(levels, drop_first=True, dtype=float)
+        out.append((str(factor), dummies.to_numpy().reshape(len(levels), -1)))
+    return out
+
+
+def tidy_table(table: pd.DataFrame) -> pd.DataFrame:
+    """vegan-style PERMANOVA table with the output's column names (term as the index)."""
+    return table.rename(columns=COLUMNS)[list(COLUMNS.values())]
