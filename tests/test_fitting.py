@@ -1,0 +1,111 @@
+"""Seeds, paper inits, and retries of a failing chain (without running Stan)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mimix import fitting
+from mimix.datastage import ModelInput
+from mimix.design import blocks_from_labels
+from mimix.engines import ChainResult, ChainSettings, EngineError
+
+
+def test_chain_seeds_are_reproducible_and_distinct() -> None:
+    seeds = {fitting.chain_seed(1, model, chain) for model in ("mimix", "mimix_nofactor") for chain in (1, 2, 3)}
+    assert len(seeds) == 6
+    assert fitting.chain_seed(1, "mimix", 2) == fitting.chain_seed(1, "mimix", 2)
+    assert fitting.chain_seed(1, "mimix", 2, attempt=2) != fitting.chain_seed(1, "mimix", 2)
+
+
+def test_paper_inits_from_centred_log_ratios() -> None:
+    Y = np.array([[10, 0, 90], [5, 5, 0]])
+    inits = fitting.paper_inits({"Y": Y}, np.random.default_rng(0), jitter=0.0)
+    np.testing.assert_allclose(inits["theta"].sum(axis=1), 0.0, atol=1e-12)  # centred per sample
+    expected = np.log(Y + 0.5) - np.log(Y + 0.5).mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(inits["theta"], expected)
+    np.testing.assert_allclose(inits["mu"], expected.mean(axis=0))
+    assert (inits["sigma2"] > 0).all()
+
+
+def tiny_input() -> ModelInput:
+    counts = pd.DataFrame([[5, 3], [2, 7], [4, 4], [6, 1]], index=list("abcd"), columns=["t1", "t2"])
+    X = pd.DataFrame({"x[1]": [0.0, 1.0, 0.0, 1.0]}, index=counts.index)
+    labels = pd.DataFrame({"block": ["1", "1", "2", "2"]}, index=counts.index)
+    taxa = pd.DataFrame({"label": ["t1", "t2"]}, index=counts.columns)
+    return ModelInput(counts=counts, X=X, terms={"x": ["x[1]"]}, blocks=blocks_from_labels(labels), taxa=taxa)
+
+
+def fake_result(data: dict) -> ChainResult:
+    n_draws = 3
+    draws = {"beta": np.zeros((n_draws, data["K"], data["P"])), "global_prob": np.full((n_draws, data["P"]), 0.5)}
+    stats = {"n_steps": np.full(n_draws, 7), "diverging": np.zeros(n_draws), "tree_depth": np.full(n_draws, 3)}
+    return ChainResult(draws=draws, stats=stats, engine="fake", stan_version="0", timings={"sampling_seconds": 1.0})
+
+
+def test_failed_chain_is_retried_with_new_seed_and_inits(monkeypatch) -> None:
+    calls = []
+
+    def flaky(engine, model, data, settings, keep, logger):
+        calls.append(settings)
+        if len(calls) < 3:
+            raise EngineError("engine pystan: sampling failed: Initialization failed.")
+        return fake_result(data)
+
+    monkeypatch.setattr(fitting, "run_chain", flaky)
+    idata = fitting.fit_chain(
+        "mimix_nofactor",
+        tiny_input(),
+        "pystan",
+        2,
+        ChainSettings(seed=0, chain_id=2),
+        7,
+        "paper",
+        3,
+        logging.getLogger("test"),
+    )
+    assert len(calls) == 3
+    assert len({c.seed for c in calls}) == 3  # every attempt has its own seed ...
+    assert not np.allclose(calls[0].init["theta"], calls[1].init["theta"])  # ... and its own inits
+    assert idata.posterior.attrs["attempt"] == 3 and idata.posterior.attrs["chain"] == 2
+
+
+def test_chain_fails_clearly_after_max_attempts(monkeypatch) -> None:
+    def always_fails(engine, model, data, settings, keep, logger):
+        raise EngineError("engine pystan: sampling failed: Rejecting initial value: log density is -inf")
+
+    monkeypatch.setattr(fitting, "run_chain", always_fails)
+    with pytest.raises(EngineError) as caught:
+        fitting.fit_chain(
+            "mimix",
+            tiny_input(),
+            "pystan",
+            2,
+            ChainSettings(seed=0, chain_id=4),
+            7,
+            "stan",
+            2,
+            logging.getLogger("test"),
+        )
+    message = str(caught.value)
+    assert "model mimix, chain 4: failed 2 time(s)" in message
+    assert "Rejecting initial value" in message  # the Stan error is named
+    assert "\n" not in message
+
+
+def test_compile_errors_are_not_retried(monkeypatch) -> None:
+    calls = []
+
+    def broken(engine, model, data, settings, keep, logger):
+        calls.append(1)
+        raise EngineError("engine pystan: compiling the model failed (ValueError): Syntax error")
+
+    monkeypatch.setattr(fitting, "run_chain", broken)
+    with pytest.raises(EngineError, match="compiling"):
+        fitting.fit_chain(
+            "mimix", tiny_input(), "pystan", 2, ChainSettings(seed=0), 7, "stan", 3, logging.getLogger("test")
+        )
+    assert len(calls) == 1
