@@ -1,0 +1,264 @@
+"""Independent NumPy/SciPy log densities of the three MIMIX Stan models.
+
+Written from the model equations (Grantham, Reich, Borer & Gross, arXiv:1703.07747), not from
+the Stan code, so the tests can compare the two. Each ``log_density_*`` function takes the
+sampler's coordinates (the Stan ``parameters`` block, constrained values) and returns the log
+density of the unconstrained coordinates up to an additive constant: the marginalized joint
+density plus the log Jacobian of the constraining transforms (log for positive parameters,
+logit for probabilities), the quantity Stan's ``log_prob(..., adjust_transform=True)`` returns.
+
+The discrete spike-and-slab indicators omega and the slab coefficients are integrated out here
+the slow, obvious way: for every inclusion pattern s the residual column r is N(0, v I + X_s
+diag(sigma2_b[s]) X_s') (an N x N covariance), weighted by the pattern's prior probability.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import special, stats
+
+Array = NDArray[np.float64]
+Params = Mapping[str, Array | float]
+
+# Sampler coordinates of each model in Stan's declaration order: (name, transform).
+# "none" = unconstrained, "log" = lower bound 0, "logit" = bounds (0, 1).
+_COMMON_HEAD = [
+    ("theta", "none"),
+    ("mu", "none"),
+    ("sigma2_mu", "log"),
+    ("sigma2", "log"),
+]
+_BLOCK_AND_SLAB = [
+    ("h", "none"),
+    ("sigma2_g", "log"),
+    ("sigma2_b", "log"),
+    ("pi", "logit"),
+]
+PARAMETERS: dict[str, list[tuple[str, str]]] = {
+    "mimix_nofactor": _COMMON_HEAD + _BLOCK_AND_SLAB,
+    "mimix": _COMMON_HEAD
+    + [("F", "none")]
+    + _BLOCK_AND_SLAB
+    + [("z_Lambda", "none"), ("psi", "log"), ("phi", "log"), ("nu", "log")],
+    "mimix_gaussian": _COMMON_HEAD
+    + [("F", "none")]
+    + _BLOCK_AND_SLAB
+    + [("z_Lambda", "none"), ("sigma2_lambda", "log")],
+}
+
+
+def unconstrain(params: Params, model: str) -> Array:
+    """Flatten constrained sampler coordinates into Stan's unconstrained vector (column-major)."""
+    pieces = []
+    for name, transform in PARAMETERS[model]:
+        value = np.asarray(params[name], dtype=float)
+        if transform == "log":
+            value = np.log(value)
+        elif transform == "logit":
+            value = special.logit(value)
+        pieces.append(value.ravel(order="F"))
+    return np.concatenate(pieces)
+
+
+def log_jacobian(params: Params, model: str) -> float:
+    """Log |d constrained / d unconstrained| summed over all sampler coordinates."""
+    total = 0.0
+    for name, transform in PARAMETERS[model]:
+        value = np.asarray(params[name], dtype=float)
+        if transform == "log":
+            total += float(np.sum(np.log(value)))
+        elif transform == "logit":
+            total += float(np.sum(np.log(value) + np.log1p(-value)))
+    return total
+
+
+def inclusion_patterns(n_cols: int) -> Array:
+    """All 2^P zero/one inclusion patterns, one per row (order irrelevant to the callers)."""
+    return np.array(list(itertools.product([0.0, 1.0], repeat=n_cols)))
+
+
+def level_effects(h: Array, root: Array, level_factor: Sequence[int], level_parent: Sequence[int]) -> Array:
+    """Paper's level effects from hierarchically centred level means h (R x C).
+
+    A level nested in a parent level is the deviation from the parent's mean; a level of the
+    first blocking factor is the deviation from ``root``; any other level is h itself.
+    """
+    gamma = np.array(h, dtype=float, copy=True)
+    for r in range(gamma.shape[0]):
+        if level_parent[r] > 0:
+            gamma[r] = h[r] - h[level_parent[r] - 1]
+        elif level_factor[r] == 1:
+            gamma[r] = h[r] - root
+    return gamma
+
+
+def block_sum(gamma: Array, block: Array) -> Array:
+    """Sum over blocking factors of each sample's level effects (N x C); block is 1-based."""
+    block = np.asarray(block, dtype=int)
+    total = np.zeros((block.shape[0], gamma.shape[1]))
+    for q in range(block.shape[1]):
+        total += gamma[block[:, q] - 1]
+    return total
+
+
+def pattern_log_joint(resid: Array, X: Array, noise_var: Array, sigma2_b: Array, pi: Array) -> tuple[Array, Array]:
+    """log p(s) + log N(r_c | 0, v_c I + X_s diag(sigma2_b[s]) X_s') for every column c, pattern s.
+
+    Returns (patterns S x P, log joint C x S).
+    """
+    pats = inclusion_patterns(X.shape[1])
+    n = X.shape[0]
+    log_prior = pats @ np.log(pi) + (1 - pats) @ np.log1p(-pi)
+    out = np.empty((resid.shape[1], pats.shape[0]))
+    for s, pat in enumerate(pats):
+        slab_cov = (X * (pat * sigma2_b)) @ X.T
+        for c in range(resid.shape[1]):
+            cov = noise_var[c] * np.eye(n) + slab_cov
+            out[c, s] = log_prior[s] + stats.multivariate_normal.logpdf(resid[:, c], mean=np.zeros(n), cov=cov)
+    return pats, out
+
+
+def collapsed_slab_loglik(resid: Array, X: Array, noise_var: Array, sigma2_b: Array, pi: Array) -> float:
+    """Sum over columns of log p(r_c | sigma2_b, pi), omega and slab coefficients integrated out."""
+    _, log_joint = pattern_log_joint(resid, X, noise_var, sigma2_b, pi)
+    return float(np.sum(special.logsumexp(log_joint, axis=1)))
+
+
+def inclusion_probabilities_bruteforce(
+    resid: Array,
+    X: Array,
+    noise_var: Array,
+    sigma2_b: Array,
+    pi: Array,
+    term_cols: Array,
+) -> dict[str, Array]:
+    """Inclusion probabilities by enumerating the joint patterns of ALL columns (2^(P C) cases).
+
+    Returns incl_prob (C x P), global_prob (P: any column c includes j) and term_prob (T: any c
+    includes any column of term t), each from the normalized joint over all pattern combinations.
+    Only for small C * P.
+    """
+    pats, log_joint = pattern_log_joint(resid, X, noise_var, sigma2_b, pi)
+    n_c, n_s = log_joint.shape
+    term_cols = np.asarray(term_cols, dtype=bool)
+    combos = list(itertools.product(range(n_s), repeat=n_c))
+    log_w = np.array([sum(log_joint[c, s] for c, s in enumerate(combo)) for combo in combos])
+    weight = np.exp(log_w - special.logsumexp(log_w))
+    incl = np.zeros((n_c, X.shape[1]))
+    any_col = np.zeros(X.shape[1])
+    any_term = np.zeros(term_cols.shape[0])
+    for w, combo in zip(weight, combos, strict=True):
+        omega = pats[list(combo)]  # C x P
+        incl += w * omega
+        any_col += w * (omega.max(axis=0) > 0)
+        any_term += w * np.array([omega[:, t].max() > 0 if t.any() else False for t in term_cols])
+    return {"incl_prob": incl, "global_prob": any_col, "term_prob": any_term}
+
+
+def _multinomial_loglik(Y: Array, theta: Array) -> float:
+    log_p = theta - special.logsumexp(theta, axis=1, keepdims=True)
+    return float(np.sum(Y * log_p) + np.sum(special.gammaln(Y.sum(1) + 1)) - np.sum(special.gammaln(Y + 1)))
+
+
+def _invgamma11(x: Array | float) -> float:
+    return float(np.sum(stats.invgamma.logpdf(x, a=1.0, scale=1.0)))
+
+
+def _common_terms(p: Params, data: Mapping) -> float:
+    """Priors on mu, sigma2_mu, sigma2, sigma2_g, sigma2_b and the multinomial likelihood."""
+    mu = np.asarray(p["mu"])
+    lp = _invgamma11(p["sigma2_mu"])
+    lp += float(np.sum(stats.norm.logpdf(mu, 0.0, np.sqrt(p["sigma2_mu"]))))
+    lp += _invgamma11(p["sigma2"]) + _invgamma11(p["sigma2_g"]) + _invgamma11(p["sigma2_b"])
+    lp += _multinomial_loglik(np.asarray(data["Y"], dtype=float), np.asarray(p["theta"]))
+    return lp
+
+
+def _level_prior(gamma: Array, sigma2_g: Array, level_factor: Sequence[int]) -> float:
+    sd = np.sqrt(np.asarray(sigma2_g)[np.asarray(level_factor) - 1])
+    return float(np.sum(stats.norm.logpdf(gamma, 0.0, sd[:, None])))
+
+
+def log_density_nofactor(p: Params, data: Mapping) -> float:
+    """Log density of mimix_nofactor in its sampler coordinates (incl. Jacobian)."""
+    X = np.asarray(data["X"], dtype=float)
+    theta, mu = np.asarray(p["theta"]), np.asarray(p["mu"])
+    gamma = level_effects(np.asarray(p["h"]), mu, data["level_factor"], data["level_parent"])
+    lp = _common_terms(p, data)
+    lp += _level_prior(gamma, p["sigma2_g"], data["level_factor"])
+    lp += float(np.sum(stats.beta.logpdf(p["pi"], 1.0, data["K"])))
+    resid = theta - mu - block_sum(gamma, data["block"])
+    lp += collapsed_slab_loglik(resid, X, np.asarray(p["sigma2"]), np.asarray(p["sigma2_b"]), np.asarray(p["pi"]))
+    return lp + log_jacobian(p, "mimix_nofactor")
+
+
+def _factor_layer(p: Params, data: Mapping) -> tuple[float, Array]:
+    """Prior terms of the factor layer; returns (log density, F residual after blocking)."""
+    L = int(data["L"])
+    X = np.asarray(data["X"], dtype=float)
+    g = level_effects(np.asarray(p["h"]), np.zeros(L), data["level_factor"], data["level_parent"])
+    lp = _level_prior(g, p["sigma2_g"], data["level_factor"])
+    lp += float(np.sum(stats.beta.logpdf(p["pi"], 1.0, L)))
+    resid = np.asarray(p["F"]) - block_sum(g, data["block"])
+    lp += collapsed_slab_loglik(resid, X, np.ones(L), np.asarray(p["sigma2_b"]), np.asarray(p["pi"]))
+    return lp, resid
+
+
+def _theta_given_factors(p: Params, Lambda: Array) -> float:
+    mean = np.asarray(p["mu"]) + np.asarray(p["F"]) @ Lambda
+    return float(np.sum(stats.norm.logpdf(p["theta"], mean, np.sqrt(p["sigma2"]))))
+
+
+def dl_loadings(p: Params) -> Array:
+    """Lambda = z .* sqrt(psi) .* phi (non-centred Dirichlet-Laplace loadings)."""
+    return np.asarray(p["z_Lambda"]) * np.sqrt(p["psi"]) * np.asarray(p["phi"])
+
+
+def log_dirichlet_laplace_scales(phi: Array, nu: float, a_grid: Array) -> float:
+    """log p(phi | nu), phi_lk ~ Gamma(a_l, rate nu) iid over k, a_l uniform on a_grid."""
+    per_a = np.array([stats.gamma.logpdf(phi, a=a, scale=1.0 / nu).sum(axis=1) for a in np.asarray(a_grid)])  # A x L
+    return float(np.sum(special.logsumexp(per_a, axis=0) - np.log(len(a_grid))))
+
+
+def log_density_mimix(p: Params, data: Mapping) -> float:
+    """Log density of mimix (Dirichlet-Laplace loadings) in its sampler coordinates.
+
+    The loadings are scored in the paper's centred form, Lambda_lk ~ N(0, psi_lk phi_lk^2), plus
+    the log Jacobian of z -> Lambda, which must equal Stan's non-centred std_normal(z).
+    """
+    Lambda = dl_loadings(p)
+    psi, phi, nu = np.asarray(p["psi"]), np.asarray(p["phi"]), float(p["nu"])
+    lp = _common_terms(p, data)
+    lp_f, _ = _factor_layer(p, data)
+    lp += lp_f
+    lp += float(stats.gamma.logpdf(nu, a=1.0, scale=1.0))
+    lp += log_dirichlet_laplace_scales(phi, nu, np.asarray(data["a_grid"]))
+    lp += float(np.sum(stats.expon.logpdf(psi, scale=2.0)))
+    scale = np.sqrt(psi) * phi
+    lp += float(np.sum(stats.norm.logpdf(Lambda, 0.0, scale) + np.log(scale)))
+    lp += _theta_given_factors(p, Lambda)
+    return lp + log_jacobian(p, "mimix")
+
+
+def log_density_mimix_gaussian(p: Params, data: Mapping) -> float:
+    """Log density of mimix_gaussian in its sampler coordinates (centred score + Jacobian)."""
+    s2 = np.asarray(p["sigma2_lambda"])
+    Lambda = np.sqrt(s2)[:, None] * np.asarray(p["z_Lambda"])
+    lp = _common_terms(p, data)
+    lp_f, _ = _factor_layer(p, data)
+    lp += lp_f + _invgamma11(s2)
+    scale = np.broadcast_to(np.sqrt(s2)[:, None], Lambda.shape)
+    lp += float(np.sum(stats.norm.logpdf(Lambda, 0.0, scale) + np.log(scale)))
+    lp += _theta_given_factors(p, Lambda)
+    return lp + log_jacobian(p, "mimix_gaussian")
+
+
+LOG_DENSITY = {
+    "mimix": log_density_mimix,
+    "mimix_gaussian": log_density_mimix_gaussian,
+    "mimix_nofactor": log_density_nofactor,
+}

@@ -1,0 +1,194 @@
+"""The three MIMIX Stan programs against the independent NumPy densities in mimix.density.
+
+Builds each model once per module on tiny nested data (N=12, K=5, L=2, P=2, Q=2). The first
+build of each program takes 1.5-6 minutes (httpstan caches the compiled model under
+~/.cache/httpstan, so later sessions reuse it in seconds).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mimix import density
+
+pytestmark = pytest.mark.slow
+
+STAN_DIR = Path(__file__).resolve().parents[1] / "workflow" / "stan"
+MODELS = ("mimix", "mimix_gaussian", "mimix_nofactor")
+
+
+def _tiny_data(P: int = 2, seed: int = 7) -> dict:
+    """12 samples in 2 sites x 2 blocks per site (levels 1-2 sites, 3-6 blocks), K = 5 taxa."""
+    rng = np.random.default_rng(seed)
+    N, K, L = 12, 5, 2
+    site = np.repeat([1, 2], 6)
+    blk = np.repeat([3, 4, 5, 6], 3)
+    X = rng.integers(0, 2, size=(N, P)).astype(float)
+    Y = rng.poisson(20, size=(N, K))
+    # term 3 spans both columns, to exercise multi-column terms
+    term_cols = [[1, 0], [0, 1], [1, 1]] if P == 2 else np.eye(P, dtype=int).tolist()
+    return {
+        "N": N,
+        "K": K,
+        "P": P,
+        "L": L,
+        "Q": 2,
+        "R": 6,
+        "Y": Y.tolist(),
+        "X": X.tolist(),
+        "block": np.column_stack([site, blk]).tolist(),
+        "level_factor": [1, 1, 2, 2, 2, 2],
+        "level_parent": [0, 0, 1, 1, 2, 2],
+        "T": len(term_cols),
+        "term_cols": term_cols,
+        "A": 50,
+        "a_grid": (np.arange(1, 51) / 100).tolist(),
+    }
+
+
+def _random_point(model: str, data: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random constrained values of the sampler coordinates of ``model``."""
+    N, K, L, P, Q, R = (data[k] for k in ("N", "K", "L", "P", "Q", "R"))
+    p: dict[str, np.ndarray] = {
+        "theta": rng.normal(0, 1, (N, K)),
+        "mu": rng.normal(0, 1, K),
+        "sigma2_mu": np.exp(rng.normal(0, 0.5)),
+        "sigma2": np.exp(rng.normal(0, 0.5, K)),
+        "sigma2_g": np.exp(rng.normal(0, 0.5, Q)),
+        "sigma2_b": np.exp(rng.normal(0, 0.5, P)),
+        "pi": rng.uniform(0.05, 0.95, P),
+    }
+    if model == "mimix_nofactor":
+        p["h"] = rng.normal(0, 1, (R, K))
+        return p
+    p["F"] = rng.normal(0, 1, (N, L))
+    p["h"] = rng.normal(0, 1, (R, L))
+    p["z_Lambda"] = rng.normal(0, 1, (L, K))
+    if model == "mimix":
+        p["psi"] = rng.exponential(2.0, (L, K))
+        p["phi"] = rng.gamma(0.5, 1.0, (L, K)) + 1e-3
+        p["nu"] = np.exp(rng.normal(0, 0.5))
+    else:
+        p["sigma2_lambda"] = np.exp(rng.normal(0, 0.5, L))
+    return p
+
+
+def _as_init(p: dict[str, np.ndarray]) -> dict:
+    return {k: (np.asarray(v).tolist() if np.ndim(v) else float(v)) for k, v in p.items()}
+
+
+@pytest.fixture(scope="module")
+def tiny_data() -> dict:
+    return _tiny_data()
+
+
+@pytest.fixture(scope="module")
+def stan_models(tiny_data: dict) -> dict:
+    """The three programs built once per module on the tiny data (PyStan 3)."""
+    aiohttp_client = pytest.importorskip("aiohttp.client")
+    # PyStan's HTTP client gives up after 300 s; a build on a busy machine can take longer.
+    aiohttp_client.DEFAULT_TIMEOUT = aiohttp_client.ClientTimeout(total=None, sock_connect=60)
+    stan = pytest.importorskip("stan")
+    return {name: stan.build((STAN_DIR / f"{name}.stan").read_text(), data=tiny_data, random_seed=1) for name in MODELS}
+
+
+def _data_block(program: str) -> str:
+    start = re.search(r"^data \{", program, re.M)
+    assert start is not None
+    end = program.index("\n}\n", start.start())
+    return program[start.start() : end]
+
+
+def test_data_blocks_identical() -> None:
+    """PyStan 3 runs stanc without include paths, so each file carries its own data block."""
+    blocks = {name: _data_block((STAN_DIR / f"{name}.stan").read_text()) for name in MODELS}
+    assert len(set(blocks.values())) == 1, "data blocks differ between the .stan files"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_stanc_accepts_program(name: str) -> None:
+    """Type-check with the stanc bundled in httpstan (current syntax, no deprecation warnings)."""
+    httpstan = pytest.importorskip("httpstan")
+    stanc = Path(httpstan.__file__).parent / "stanc"
+    done = subprocess.run(
+        [str(stanc), "--warn-pedantic", "--o", "/dev/null", str(STAN_DIR / f"{name}.stan")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "deprecat" not in done.stderr.lower()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_log_prob_matches_numpy(name: str, stan_models: dict, tiny_data: dict) -> None:
+    """Stan's log density difference between two random points equals the NumPy one.
+
+    Stan's ``~`` statements drop additive constants, so only differences are comparable. Both
+    sides are double precision sums of ~10^2-10^3 terms of size up to ~10^3 (multinomial
+    log-likelihood), so rounding is ~1e-11; 1e-7 absolute leaves room for the different
+    summation orders and the N x N Cholesky in the NumPy version, and is far below any
+    modelling error (a missing term or Jacobian moves the difference by >1e-2).
+    """
+    model = stan_models[name]
+    rng = np.random.default_rng(11)
+    points = [_random_point(name, tiny_data, rng) for _ in range(2)]
+    stan_lp, np_lp = [], []
+    for p in points:
+        u = density.unconstrain(p, name)
+        assert np.allclose(model.unconstrain_pars(_as_init(p)), u, atol=1e-10), "parameter order"
+        stan_lp.append(model.log_prob(u.tolist(), adjust_transform=True))
+        np_lp.append(density.LOG_DENSITY[name](p, tiny_data))
+    assert stan_lp[0] - stan_lp[1] == pytest.approx(np_lp[0] - np_lp[1], abs=1e-7)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_inclusion_probabilities_match_bruteforce(name: str, stan_models: dict, tiny_data: dict) -> None:
+    """Rao-Blackwellized incl_prob, global_prob, term_prob from generated quantities equal
+    the brute-force enumeration of all joint omega patterns (2^(P C) cases) at a fixed point."""
+    model = stan_models[name]
+    p = _random_point(name, tiny_data, np.random.default_rng(5))
+    fit = model.fixed_param(num_chains=1, num_samples=3, init=[_as_init(p)])
+    X = np.asarray(tiny_data["X"], dtype=float)
+    if name == "mimix_nofactor":
+        gamma = density.level_effects(p["h"], p["mu"], tiny_data["level_factor"], tiny_data["level_parent"])
+        resid = p["theta"] - p["mu"] - density.block_sum(gamma, tiny_data["block"])
+        noise = p["sigma2"]
+    else:
+        L = tiny_data["L"]
+        g = density.level_effects(p["h"], np.zeros(L), tiny_data["level_factor"], tiny_data["level_parent"])
+        resid = p["F"] - density.block_sum(g, tiny_data["block"])
+        noise = np.ones(L)
+    ref = density.inclusion_probabilities_bruteforce(
+        resid, X, noise, p["sigma2_b"], p["pi"], np.asarray(tiny_data["term_cols"])
+    )
+    for key in ("incl_prob", "global_prob", "term_prob"):
+        got = np.asarray(fit[key])[..., 0]  # same at every draw of fixed_param
+        np.testing.assert_allclose(got, ref[key], rtol=1e-6, atol=1e-9, err_msg=key)
+    omega = np.asarray(fit["omega"])
+    beta = np.asarray(fit["beta"])
+    assert set(np.unique(omega)) <= {0, 1}
+    if name == "mimix_nofactor":
+        # beta_kj is exactly 0 where omega_kj = 0
+        assert np.all(beta[omega == 0] == 0)
+    else:
+        Lambda = np.asarray(fit["Lambda"])[..., 0]
+        assert np.allclose(
+            Lambda, density.dl_loadings(p) if name == "mimix" else np.sqrt(p["sigma2_lambda"])[:, None] * p["z_Lambda"]
+        )
+        lam_diag = (Lambda**2).sum(0)
+        np.testing.assert_allclose(np.asarray(fit["eta"])[..., 0], lam_diag / (lam_diag + p["sigma2"]))
+
+
+def test_design_with_too_many_columns_is_refused(stan_models: dict) -> None:
+    """P > P_MAX = 6 is rejected in transformed data with a message naming the limit."""
+    stan = pytest.importorskip("stan")
+    data = _tiny_data(P=7)
+    with pytest.raises(Exception, match="P_MAX"):
+        model = stan.build((STAN_DIR / "mimix_nofactor.stan").read_text(), data=data, random_seed=1)
+        model.fixed_param(num_chains=1, num_samples=1)

@@ -1,0 +1,229 @@
+// MIMIX without latent factors (Grantham, Reich, Borer & Gross, arXiv:1703.07747, Sec. 2.3).
+//
+// Model (paper's notation; the paper writes sigma2 for variances):
+//   Y_i ~ Multinomial(m_i, softmax(theta_i))                         [likelihood]
+//   theta_ik ~ N(mu_k + beta_k' x_i + sum_q gamma_{k, block[i, q]}, sigma2_k)
+//   gamma_{k,r} ~ N(0, sigma2_g[factor of r]),  sigma2_g ~ InvGamma(1, 1)
+//   mu_k ~ N(0, sigma2_mu), sigma2_mu ~ InvGamma(1, 1),  sigma2_k ~ InvGamma(1, 1)
+//   beta_kj = omega_kj * beta_tilde_kj, beta_tilde_kj ~ N(0, sigma2_b[j]), sigma2_b ~ InvGamma(1, 1)
+//   omega_kj ~ Bernoulli(pi_j), pi_j ~ Beta(1, K)
+//
+// Parametrization (why):
+// * omega AND beta_tilde are integrated out exactly, per taxon k, over the 2^P inclusion patterns
+//   s: given s, the residual r_k = theta_k - mu_k - block effects is Gaussian with covariance
+//   sigma2_k I + X_s diag(sigma2_b[s]) X_s', evaluated with the sufficient statistics X'X and
+//   X'r_k (one P x P eigendecomposition per pattern shared by all taxa, never an N x N matrix).
+//   The prototype that kept beta_tilde explicit was limited by one taxon with inclusion
+//   probability ~0.6 whose chain had to jump between spike and slab (notes/sampler-geometry.md);
+//   collapsing removes that mode switch.
+//   omega and beta are drawn from their exact conditionals in generated quantities.
+// * Blocking effects are hierarchically centred along nested factors: parameter h[r] is the mean
+//   of level r (first-factor levels centred on mu, a nested level on its parent's mean), and
+//   gamma = h - (parent mean) is a unit-triangular linear map (Jacobian 1), so the prior is
+//   stated on gamma exactly as in the paper. Measured in the prototype: 511 -> 255 leapfrog steps.
+// * theta stays explicit and centred.
+// Measured on NutNet-100 (N = 166, K = 101, P = 3, site + block nested; PyStan 3.10, 1 chain,
+// 250 warmup + 200 draws, adapt_delta 0.9; bench/geometry-log.md runs 1-2):
+//   prototype, beta_tilde explicit, nested means:  255 leapfrog/iteration (depth 8), step 0.016
+//   this file (beta_tilde and omega collapsed):    127 leapfrog/iteration (depth 7), step 0.036-0.040,
+//   0 divergences; min bulk ESS in 200 draws: global_prob 90-96, sigma2_b 130-200, sigma2_g ~100,
+//   beta 10-14 (beta_kj is exactly 0 in most draws of a taxon with inclusion probability ~0.15,
+//   so its bulk ESS is low by construction), sigma2 4-17 (taxa with ~40% zero counts and small
+//   sigma2_k: a funnel between sigma2_k and the weakly identified theta of zero cells).
+// Cost is dominated by the N x K theta layer (~8 ms per gradient on the shared machine).
+//
+// Limit: P <= P_MAX = 6 treatment columns (2^6 = 64 inclusion patterns per taxon).
+functions {
+  // 2^P x P matrix of 0/1 inclusion patterns; row s is the binary expansion of s - 1.
+  matrix inclusion_patterns(int P, int S) {
+    matrix[S, P] pat;
+    for (s in 1:S) {
+      int rest = s - 1;
+      for (j in 1:P) {
+        pat[s, j] = rest % 2;
+        rest = rest %/% 2;
+      }
+    }
+    return pat;
+  }
+
+  // Log weight, up to a constant shared by all patterns, of each inclusion pattern s (rows) for C
+  // Gaussian regressions (columns) r_c = X_s b_s + e_c, e_c ~ N(0, v_c I), b_s ~ N(0, diag(sd_b[s])^2),
+  // with b_s integrated out:
+  //   w[s, c] = log p(s | pi) + 0.5 u' B^{-1} u - 0.5 log det B,
+  //   B = I + M_s / v_c,  M_s = D X_s'X_s D,  u = D X_s' r_c / v_c,  D = diag(sd_b[s]).
+  // One eigendecomposition M_s = V diag(lambda) V' per pattern makes each regression O(P^2).
+  matrix pattern_log_weights(matrix XtX, matrix XtR, vector v, vector sd_b, matrix pat,
+                             array[,] int pat_cols, array[] int pat_size, vector log_pi,
+                             vector log1m_pi) {
+    int S = rows(pat);
+    int C = cols(XtR);
+    matrix[S, C] w;
+    row_vector[C] inv_v = (1 ./ v)';
+    for (s in 1:S) {
+      real lp_s = pat[s] * log_pi + (1 - pat[s]) * log1m_pi;
+      int n = pat_size[s];
+      if (n == 0) {
+        w[s] = rep_row_vector(lp_s, C);
+      } else {
+        array[n] int idx = pat_cols[s, 1:n];
+        vector[n] d = sd_b[idx];
+        tuple(matrix[n, n], vector[n]) ev = eigendecompose_sym(quad_form_diag(XtX[idx, idx], d));
+        matrix[n, C] z = ev.1' * diag_pre_multiply(d, XtR[idx, :]);  // V' D X_s'r_c
+        matrix[n, C] g = ev.2 * inv_v;  // lambda_j / v_c
+        w[s] = lp_s + 0.5 * columns_dot_product(z, z ./ (1 + g)) .* square(inv_v)
+               - 0.5 * rep_row_vector(1, n) * log1p(g);
+      }
+    }
+    return w;
+  }
+
+  // Draw b_s from its Gaussian conditional given pattern s (columns idx) for one regression:
+  // e = b_s ./ d ~ N(B^{-1} u, B^{-1}) with B and u as in pattern_log_weights.
+  vector slab_rng(matrix XtX, vector xtr, real v, vector sd_b, array[] int idx) {
+    int n = size(idx);
+    vector[n] d = sd_b[idx];
+    tuple(matrix[n, n], vector[n]) ev = eigendecompose_sym(quad_form_diag(XtX[idx, idx], d));
+    vector[n] prec = 1 + ev.2 / v;  // eigenvalues of B
+    vector[n] proj = ev.1' * (d .* xtr[idx] / v);  // V' u
+    vector[n] e = ev.1 * (proj ./ prec + to_vector(normal_rng(rep_vector(0, n), 1)) ./ sqrt(prec));
+    return d .* e;
+  }
+
+  // Effects gamma (R x C) of the blocking levels from their hierarchically centred means h:
+  // a nested level is centred on its parent's mean, a first-factor level on root, others on 0.
+  // The map h -> gamma is unit-triangular (Jacobian 1).
+  matrix level_effects(matrix h, row_vector root, array[] int level_factor,
+                       array[] int level_parent) {
+    matrix[rows(h), cols(h)] gamma = h;
+    for (r in 1:rows(h)) {
+      if (level_parent[r] > 0) {
+        gamma[r] -= h[level_parent[r]];
+      } else if (level_factor[r] == 1) {
+        gamma[r] -= root;
+      }
+    }
+    return gamma;
+  }
+}
+data {
+  int<lower=1> N;                         // samples
+  int<lower=2> K;                         // taxa (columns of Y)
+  int<lower=1> P;                         // treatment columns of X
+  int<lower=1> L;                         // latent factors (declare in all three models; nofactor ignores it)
+  int<lower=0> Q;                         // blocking factors
+  int<lower=0> R;                         // blocking levels, counted across all factors
+  array[N, K] int<lower=0> Y;             // counts
+  matrix[N, P] X;                         // treatment design, no intercept
+  array[N, Q] int<lower=1, upper=R> block;    // level of each blocking factor for each sample
+  array[R] int<lower=1, upper=Q> level_factor; // which blocking factor each level belongs to
+  array[R] int<lower=0, upper=R> level_parent; // level of the previous factor that contains this level when factors are nested, else 0
+  int<lower=1> T;                         // formula terms (a term may span several columns)
+  array[T, P] int<lower=0, upper=1> term_cols; // 1 when column j belongs to term t
+  int<lower=1> A;                         // size of the grid for a_l (mimix only; declare in all)
+  vector<lower=0>[A] a_grid;              // 0.01, 0.02, ..., 0.50
+}
+transformed data {
+  int P_MAX = 6;  // 2^P inclusion patterns are enumerated per taxon
+  if (P > P_MAX) {
+    reject("mimix_nofactor: the treatment design has P = ", P, " columns; at most P_MAX = ", P_MAX,
+           " are supported (2^P inclusion patterns are enumerated). Drop or merge columns.");
+  }
+  int S = 1;  // number of inclusion patterns, 2^P
+  for (j in 1:P) {
+    S *= 2;
+  }
+  matrix[S, P] pat = inclusion_patterns(P, S);  // pattern s: pat[s, j] = 1 when column j is in
+  array[S, P] int pat_int;  // the same as integers, for omega
+  array[S, P] int pat_cols = rep_array(0, S, P);  // included columns, left-aligned
+  array[S] int pat_size = rep_array(0, S);  // number of included columns
+  matrix[T, S] term_off;  // 1 when pattern s includes no column of term t
+  for (s in 1:S) {
+    for (j in 1:P) {
+      pat_int[s, j] = pat[s, j] > 0.5;
+      if (pat_int[s, j]) {
+        pat_size[s] += 1;
+        pat_cols[s, pat_size[s]] = j;
+      }
+    }
+    for (t in 1:T) {
+      term_off[t, s] = dot_product(to_vector(term_cols[t]), pat[s]') == 0;
+    }
+  }
+  matrix[P, S] pat_off = (1 - pat)';  // 1 when pattern s excludes column j
+  matrix[P, P] XtX = crossprod(X);  // sufficient statistic of the slab regressions
+  matrix[N, R] Z = rep_matrix(0, N, R);  // Z[i, r] = 1 when sample i is in level r
+  for (i in 1:N) {
+    for (q in 1:Q) {
+      Z[i, block[i, q]] = 1;
+    }
+  }
+}
+parameters {
+  matrix[N, K] theta;  // log-ratio abundances (paper's theta), centred
+  vector[K] mu;  // taxon means
+  real<lower=0> sigma2_mu;  // variance of mu
+  vector<lower=0>[K] sigma2;  // taxon-specific error variance
+  matrix[R, K] h;  // hierarchically centred level means (see header)
+  vector<lower=0>[Q] sigma2_g;  // variance of the level effects, per blocking factor
+  vector<lower=0>[P] sigma2_b;  // slab variance, per treatment column
+  vector<lower=0, upper=1>[P] pi;  // prior inclusion probability, per treatment column
+}
+model {
+  matrix[R, K] gamma = level_effects(h, mu', level_factor, level_parent);  // paper's gamma (R x K)
+  vector[R] sd_level = sqrt(sigma2_g[level_factor]);
+  matrix[N, K] resid = theta - rep_matrix(mu', N) - Z * gamma;  // theta minus all but beta
+
+  sigma2_mu ~ inv_gamma(1, 1);
+  mu ~ normal(0, sqrt(sigma2_mu));
+  sigma2 ~ inv_gamma(1, 1);
+  sigma2_g ~ inv_gamma(1, 1);
+  to_vector(gamma) ~ normal(0, to_vector(rep_matrix(sd_level, K)));
+  sigma2_b ~ inv_gamma(1, 1);
+  pi ~ beta(1, K);
+  // theta given everything but beta: N(mu + block effects, sigma2), times the pattern mixture of
+  // the collapsed spike-and-slab (beta_tilde and omega integrated out per taxon)
+  for (k in 1:K) {
+    resid[:, k] ~ normal(0, sqrt(sigma2[k]));
+  }
+  {
+    matrix[S, K] w = pattern_log_weights(XtX, X' * resid, sigma2, sqrt(sigma2_b), pat, pat_cols,
+                                         pat_size, log(pi), log1m(pi));
+    for (k in 1:K) {
+      target += log_sum_exp(w[:, k]);
+    }
+  }
+  for (i in 1:N) {
+    Y[i] ~ multinomial_logit(theta[i]');
+  }
+}
+generated quantities {
+  matrix[K, P] beta = rep_matrix(0, K, P);  // treatment effects, omega .* beta_tilde
+  matrix[K, P] incl_prob;  // P(omega_kj = 1 | theta, mu, gamma, sigma2, sigma2_b, pi)
+  array[K, P] int omega;  // inclusion indicators, drawn from their exact conditional
+  vector[P] global_prob;  // P(any taxon includes column j | rest)
+  vector[T] term_prob;  // P(any taxon includes any column of term t | rest)
+  {
+    matrix[N, K] resid = theta - rep_matrix(mu', N)
+                         - Z * level_effects(h, mu', level_factor, level_parent);
+    matrix[P, K] XtR = X' * resid;
+    matrix[S, K] w = pattern_log_weights(XtX, XtR, sigma2, sqrt(sigma2_b), pat, pat_cols,
+                                         pat_size, log(pi), log1m(pi));
+    vector[P] none_col = rep_vector(1, P);  // prod_k P(omega_kj = 0 | rest)
+    vector[T] none_term = rep_vector(1, T);  // prod_k P(omega_kj = 0 for all j in t | rest)
+    for (k in 1:K) {
+      vector[S] p = softmax(w[:, k]);  // pattern probabilities of taxon k
+      int s = categorical_rng(p);
+      incl_prob[k] = (pat' * p)';
+      none_col .*= pat_off * p;
+      none_term .*= term_off * p;
+      omega[k] = pat_int[s];
+      if (pat_size[s] > 0) {
+        array[pat_size[s]] int idx = pat_cols[s, 1:pat_size[s]];
+        beta[k, idx] = slab_rng(XtX, XtR[:, k], sigma2[k], sqrt(sigma2_b), idx)';
+      }
+    }
+    global_prob = 1 - none_col;
+    term_prob = 1 - none_term;
+  }
+}
