@@ -25,6 +25,7 @@ def metadata() -> pd.DataFrame:
 
 def test_formula_variables() -> None:
     assert formula_variables("nutrient * fence + np.log(ph) + C(year)") == ["nutrient", "fence", "ph", "year"]
+    assert formula_variables("treatment + scale") == ["treatment", "scale"]
 
 
 def test_interaction_names_terms_and_reference(metadata: pd.DataFrame) -> None:

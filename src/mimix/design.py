@@ -63,7 +63,8 @@ def formula_variables(formula: str) -> list[str]:
     """Metadata columns named in a formula (identifiers that are not functions or keywords)."""
     names = re.findall(r"[A-Za-z_.][A-Za-z0-9_.]*", formula)
     functions = set(re.findall(r"([A-Za-z_.][A-Za-z0-9_.]*)\s*\(", formula))
-    reserved = {"C", "I", "np", "Q", "contr", "treatment", "poly", "center", "scale", "log", "exp"}
+    # Only call syntax marks a function: a metadata column may well be named 'treatment' or 'scale'.
+    reserved = {"np"}
     seen: list[str] = []
     for name in names:
         if name in functions or name in reserved or name.startswith("np.") or name in seen:

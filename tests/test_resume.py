@@ -1,0 +1,122 @@
+"""Fault tolerance: a chain job killed mid-sampling leaves no output; a rerun redoes only that chain
+and reproduces an uninterrupted run exactly."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from mimix.simulate import SimulationSettings, simulate, write_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+TARGETS = ["results/kill/mimix_nofactor/global_tests.tsv", "results/kill/mimix_nofactor/local_tests.tsv"]
+
+
+def make_workdir(folder: Path) -> Path:
+    folder.mkdir()
+    data = simulate(SimulationSettings(n_samples=24, n_taxa=8, n_blocks=3, dense=0.6, seed=4))
+    paths = write_dataset(data, folder / "input")
+    config = {
+        "dataset": "kill",
+        "input": {"format": "table", "counts": str(paths["counts"]), "metadata": str(paths["metadata"])},
+        "design": {"formula": "treatment", "blocking": ["block"]},
+        "filtering": {"min_depth": 100, "min_prevalence": 0.0},
+        "models": ["mimix_nofactor"],
+        "sampling": {"engine": "pystan", "chains": 2, "warmup": 300, "draws": 300, "refresh": 10, "seed": 3},
+    }
+    (folder / "study.yaml").write_text(yaml.safe_dump(config))
+    return folder
+
+
+def snakemake(workdir: Path, wait: bool = True) -> subprocess.Popen | subprocess.CompletedProcess:
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--cores",
+        "1",
+        *TARGETS,
+        "--configfile",
+        "study.yaml",
+    ]
+    if wait:
+        return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=1500)
+    return subprocess.Popen(
+        command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+
+
+def iterations_done(log: Path) -> int:
+    """The last 'Sampling: x% (i/n)' progress count in a chain log."""
+    counts = re.findall(r"\((\d+)/\d+\)", log.read_text()) if log.exists() else []
+    return int(counts[-1]) if counts else 0
+
+
+def chain_job_pids(workdir: Path) -> list[int]:
+    """Processes running this workdir's fit_chain script (the job and httpstan's forked sampler)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        if "fit_chain" in cmdline and cwd == str(workdir):
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_killed_chain_is_rerun_alone_and_results_match(tmp_path: Path) -> None:
+    reference = make_workdir(tmp_path / "reference")
+    result = snakemake(reference)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    work = make_workdir(tmp_path / "killed")
+    process = snakemake(work, wait=False)
+    chains = work / "results" / "kill" / "mimix_nofactor" / "chains"
+    log2 = work / "logs" / "kill" / "mimix_nofactor" / "chain2.log"
+    deadline = time.time() + 900
+    # With one core the chains run one after the other: wait until chain 2 is sampling.
+    while time.time() < deadline:
+        if (
+            (chains / "1.nc").exists()
+            and log2.exists()
+            and "Sampling:" in log2.read_text()
+            and "(1" in log2.read_text()
+        ):
+            break
+        assert process.poll() is None, process.stdout.read()[-4000:]
+        time.sleep(0.5)
+    else:
+        pytest.fail("chain 2 never started sampling")
+    victims = chain_job_pids(work)
+    assert victims, "no running chain job found"
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    output = process.communicate(timeout=300)[0]
+    assert process.returncode != 0, output[-3000:]
+    # Nothing under the final name, and no temporary file that could pass for one.
+    assert not (chains / "2.nc").exists()
+    assert not [p for p in chains.iterdir() if p.name != "1.nc" and p.suffix == ".nc"]
+    first_chain_mtime = (chains / "1.nc").stat().st_mtime_ns
+
+    rerun = snakemake(work)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    assert "chain2" in rerun.stderr and "chain1.log" not in rerun.stderr  # only chain 2 was recomputed
+    assert (chains / "1.nc").stat().st_mtime_ns == first_chain_mtime
+    for target in TARGETS:
+        pd.testing.assert_frame_equal(pd.read_csv(work / target, sep="\t"), pd.read_csv(reference / target, sep="\t"))
