@@ -31,7 +31,11 @@ def test_formula_variables() -> None:
 def test_interaction_names_terms_and_reference(metadata: pd.DataFrame) -> None:
     design = build_design(metadata, "nutrient * fence", reference_levels={"fence": "out"})
     assert list(design.X.columns) == [
-        "nutrient[yes]", "fence[in]", "fence[mid]", "nutrient[yes]:fence[in]", "nutrient[yes]:fence[mid]",
+        "nutrient[yes]",
+        "fence[in]",
+        "fence[mid]",
+        "nutrient[yes]:fence[in]",
+        "nutrient[yes]:fence[mid]",
     ]
     assert design.terms == {
         "nutrient": ["nutrient[yes]"],
@@ -57,8 +61,14 @@ def test_numeric_column_declared_categorical(metadata: pd.DataFrame) -> None:
 
 def test_nested_blocks_get_distinct_levels(metadata: pd.DataFrame) -> None:
     blocks = build_blocks(metadata, ["site", "block"], nested=True)
-    assert blocks.levels == [("site", "A"), ("site", "B"), ("block", "A/1"), ("block", "A/2"),
-                             ("block", "B/1"), ("block", "B/2")]
+    assert blocks.levels == [
+        ("site", "A"),
+        ("site", "B"),
+        ("block", "A/1"),
+        ("block", "A/2"),
+        ("block", "B/1"),
+        ("block", "B/2"),
+    ]
     assert blocks.parent == [0, 0, 1, 1, 2, 2]
     assert blocks.level_factor() == [1, 1, 2, 2, 2, 2]
     index = blocks.index_matrix()

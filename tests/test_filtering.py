@@ -37,7 +37,11 @@ def test_depth_prevalence_and_other(counts: pd.DataFrame) -> None:
     assert result.counts.columns.tolist() == ["common", "half", "other"]
     assert result.counts["other"].tolist() == [1] + [0] * 8
     assert result.taxa["status"].to_dict() == {
-        "common": "kept", "half": "kept", "rare": "aggregated", "empty": "dropped", "big_rare": "dropped",
+        "common": "kept",
+        "half": "kept",
+        "rare": "aggregated",
+        "empty": "dropped",
+        "big_rare": "dropped",
     }
     assert result.samples.loc["shallow", "status"] == "dropped"
     assert result.samples.loc["shallow", "reason"] == "depth 60 < min_depth 100"

@@ -112,8 +112,13 @@ def test_mimix_folder(tmp_path: Path) -> None:
     assert raw.counts.columns.tolist() == ["otuA", "otuB"]
     assert raw.counts.loc["S2", "otuB"] == 7
     assert raw.metadata.loc["S3", "both"] == "1"
-    assert raw.column_types == {"fence": "numeric", "nutrient": "numeric", "both": "numeric",
-                                "site": "categorical", "block": "categorical"}
+    assert raw.column_types == {
+        "fence": "numeric",
+        "nutrient": "numeric",
+        "both": "numeric",
+        "site": "categorical",
+        "block": "categorical",
+    }
     assert raw.default_formula == "fence + nutrient + both"
     assert raw.default_blocking == ["site", "block"]
 
@@ -136,8 +141,11 @@ def test_mimix_folder_row_mismatch(tmp_path: Path) -> None:
     ("taxon", "lineage", "label"),
     [
         ("denovo56", "k__Fungi; g__Epicoccum; s__Epicoccum_nigrum", "Epicoccum nigrum (denovo56)"),
-        ("d1", "k__Fungi; o__Pleosporales; f__unidentified; g__unidentified; s__Pleosporales_sp",
-         "Pleosporales sp (d1)"),
+        (
+            "d1",
+            "k__Fungi; o__Pleosporales; f__unidentified; g__unidentified; s__Pleosporales_sp",
+            "Pleosporales sp (d1)",
+        ),
         ("d2", "k__Fungi; p__Ascomycota; g__; s__", "Ascomycota (d2)"),
         ("d3", "None", "d3"),
         ("d4", None, "d4"),

@@ -50,8 +50,18 @@ def test_ar1_covariance() -> None:
 
 
 def test_sites_null_treatments_and_rare_taxa(tmp_path) -> None:
-    data = simulate(SimulationSettings(n_samples=24, n_taxa=10, n_blocks=4, n_sites=2, rare_taxa=3,
-                                       treatments=("nutrient", "fence"), dense=0.5, seed=5))
+    data = simulate(
+        SimulationSettings(
+            n_samples=24,
+            n_taxa=10,
+            n_blocks=4,
+            n_sites=2,
+            rare_taxa=3,
+            treatments=("nutrient", "fence"),
+            dense=0.5,
+            seed=5,
+        )
+    )
     assert data.counts.shape == (24, 13)
     assert (data.beta["fence[treated]"] == 0).all()
     assert sorted(data.metadata["block"].unique()) == ["1", "2"]  # labels repeat across sites

@@ -146,8 +146,10 @@ def test_empty_table_after_filtering(tiny_input, tiny_design) -> None:
 def test_too_many_samples_dropped(tiny_input, tiny_design) -> None:
     # Depths are 1151..1244 (+ the rare taxon): a 1200-read cut drops about half of them.
     problems = problems_of(tiny_input, tiny_design, {"min_depth": 1200, "max_sample_drop_fraction": 0.25})
-    assert any("samples have fewer than min_depth = 1200 reads" in p and "max_sample_drop_fraction = 0.25" in p
-               for p in problems)
+    assert any(
+        "samples have fewer than min_depth = 1200 reads" in p and "max_sample_drop_fraction = 0.25" in p
+        for p in problems
+    )
 
 
 def test_unknown_reference_level(tiny_input, tiny_design, lenient_filtering) -> None:

@@ -18,7 +18,10 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 def run_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [*SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--cores", "1", *args],
-        capture_output=True, text=True, timeout=600, cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=workdir,
     )
 
 
@@ -75,14 +78,16 @@ def test_schema_rejects_unknown_option(workdir: Path) -> None:
 
 
 def test_lint_is_clean() -> None:
-    result = subprocess.run([*SNAKEMAKE, "--lint", "--directory", str(ROOT)], capture_output=True, text=True,
-                            timeout=300, cwd=ROOT)
+    result = subprocess.run(
+        [*SNAKEMAKE, "--lint", "--directory", str(ROOT)], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Lints for" not in result.stdout + result.stderr
 
 
 def test_snakefmt_is_clean() -> None:
     files = [ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk"))]
-    result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", *map(str, files)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", *map(str, files)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr

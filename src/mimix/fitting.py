@@ -63,8 +63,18 @@ def fit_chain(
         logger.info(
             "model %s, chain %d, attempt %d/%d: engine %s, seed %d, %d warmup + %d draws (thin %d), "
             "adapt_delta %.3f, max_treedepth %d, inits %s",
-            model, settings.chain_id, attempt, max_attempts, engine, seed, settings.warmup, settings.draws,
-            settings.thin, settings.adapt_delta, settings.max_treedepth, inits,
+            model,
+            settings.chain_id,
+            attempt,
+            max_attempts,
+            engine,
+            seed,
+            settings.warmup,
+            settings.draws,
+            settings.thin,
+            settings.adapt_delta,
+            settings.max_treedepth,
+            inits,
         )
         try:
             result = run_chain(engine, model, data, attempt_settings, list(dims), logger)

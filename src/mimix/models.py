@@ -17,6 +17,7 @@ STAN_DIR = Path(__file__).resolve().parents[2] / "workflow" / "stan"
 MODELS = ("mimix", "mimix_gaussian", "mimix_nofactor")
 A_GRID = np.round(np.arange(1, 51) / 100, 2)  # Dirichlet concentration grid 0.01, ..., 0.50
 
+
 # Saved quantity -> its dimensions (the names of the netCDF/ArviZ dims). The spike-and-slab
 # indicators live on factor rows in the factor models and on taxa in the model without factors.
 def _saved(indicator_dim: str) -> dict[str, tuple[str, ...]]:
