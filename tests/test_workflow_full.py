@@ -113,6 +113,8 @@ def test_chain_files_hold_no_theta(finished_run: Path) -> None:
 
 
 def test_permanova_table(finished_run: Path) -> None:
-    table = pd.read_csv(finished_run / "permanova" / "permanova.tsv", sep="\t", keep_default_na=False).set_index("term")
+    table = pd.read_csv(
+        finished_run / "permanova" / "permanova.tsv", sep="\t", keep_default_na=False, na_values=[""]
+    ).set_index("term")
     assert list(table.index) == ["strong", "null", "block", "Residual", "Total"]
     assert table.loc["strong", "p_value"] < 0.05
