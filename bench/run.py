@@ -192,7 +192,6 @@ def summarize(case: str, model: str, chain_files: list[Path], jobs: list[dict], 
             "divergences": int(stats["diverging"].sum()),
             "peak_rss_mb_per_chain": max(j["peak_rss_mb"] for j in jobs),
             "bytes_per_draw": float(np.mean([j["bytes"] for j in jobs])) / args.draws,
-            "N": int(posterior.attrs.get("N", 0)) or None,
         }
     )
     return record

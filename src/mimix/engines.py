@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from mimix.errors import InputError
+from mimix.errors import EngineError, InputError
 
 ENGINES = ("auto", "cmdstanpy", "pystan")
 BUILD_ATTEMPTS = 3
@@ -37,10 +37,6 @@ SAMPLE_STATS = {
     "divergent__": "diverging",
     "energy__": "energy",
 }
-
-
-class EngineError(RuntimeError):
-    """An engine is missing, cannot compile, or a chain failed: one clear message."""
 
 
 @dataclass(frozen=True)

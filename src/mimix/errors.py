@@ -19,6 +19,10 @@ class InputError(ValueError):
         super().__init__("\n".join(self.problems))
 
 
+class EngineError(RuntimeError):
+    """A Stan engine is missing, cannot compile, or a chain failed: one clear message."""
+
+
 def truncated_list(items: Iterable[object], limit: int = 5) -> str:
     """Format ids as ``'a', 'b', 'c' (and 12 more)`` so long lists stay one readable line."""
     items = [str(i) for i in items]

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from mimix.errors import InputError
+from mimix.errors import EngineError, InputError
 
 FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
@@ -44,7 +44,7 @@ def timed(logger: logging.Logger, what: str) -> Iterator[None]:
 
 
 def run_step(logger: logging.Logger, main: Callable[[], None]) -> None:
-    """Run a step; on bad input log one line per problem and exit with status 1 (no traceback)."""
+    """Run a step; on bad input or an engine failure log one line per problem and exit 1 (no traceback)."""
     start = time.perf_counter()
     try:
         main()
@@ -52,5 +52,8 @@ def run_step(logger: logging.Logger, main: Callable[[], None]) -> None:
         for problem in err.problems:
             logger.error(problem)
         logger.error("stopped: %d problem(s) with the input; nothing was written", len(err.problems))
+        sys.exit(1)
+    except EngineError as err:
+        logger.error("%s", err)
         sys.exit(1)
     logger.info("step finished in %.1f s", time.perf_counter() - start)

@@ -401,8 +401,8 @@ def taxon_label(taxon_id: str, lineage: str | None) -> str:
     uninformative = {"", "none", "unidentified", "unassigned", "uncultured", "unknown", "na"}
     for rank in reversed([part.strip() for part in str(lineage).split(";")]):
         name = rank.split("__", 1)[-1].strip().replace("_", " ")
-        if name.lower() not in uninformative and not name.lower().endswith(" sp") and name.lower() not in {"sp", "spp"}:
-            return f"{name} ({taxon_id})"
-        if name.lower().endswith(" sp") and name[:-3].strip().lower() not in uninformative:
+        # "Pleosporales sp" is informative through its stem; a bare "sp" or "unidentified sp" is not.
+        stem = name[:-3].strip() if name.lower().endswith(" sp") else name
+        if stem.lower() not in uninformative | {"sp", "spp"}:
             return f"{name} ({taxon_id})"
     return str(taxon_id)

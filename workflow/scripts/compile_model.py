@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))  # the package, when not pip-installed
 
 from mimix.datastage import read_data_stage, write_json  # noqa: E402
-from mimix.engines import EngineError, compile_model, select_engine  # noqa: E402
+from mimix.engines import compile_model, select_engine  # noqa: E402
 from mimix.logs import run_step, step_logger, timed  # noqa: E402
 from mimix.models import stan_data  # noqa: E402
 
@@ -24,8 +24,4 @@ def main() -> None:
     write_json(record, snakemake.output[0])
 
 
-try:
-    run_step(logger, main)
-except EngineError as err:
-    logger.error("%s", err)
-    sys.exit(1)
+run_step(logger, main)

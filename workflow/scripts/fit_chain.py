@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))  # the package, when not pip-installed
 
 from mimix.datastage import atomic_write, read_data_stage  # noqa: E402
-from mimix.engines import ChainSettings, EngineError, select_engine  # noqa: E402
+from mimix.engines import ChainSettings, select_engine  # noqa: E402
 from mimix.fitting import fit_chain  # noqa: E402
 from mimix.logs import run_step, step_logger, timed  # noqa: E402
 
@@ -55,8 +55,4 @@ def main() -> None:
     atomic_write(snakemake.output[0], lambda tmp: idata.to_netcdf(str(tmp), engine="h5netcdf"))
 
 
-try:
-    run_step(logger, main)
-except EngineError as err:
-    logger.error("%s", err)
-    sys.exit(1)
+run_step(logger, main)
