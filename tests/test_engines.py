@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,3 +90,42 @@ def test_cmdstanpy_chain(tmp_path, monkeypatch) -> None:
     assert result.draws["m"].shape == (150,)
     assert result.engine == "cmdstanpy"
     assert abs(result.draws["m"].mean() - 1.0) < 0.5
+
+
+def test_no_engine_at_all_names_both_installs() -> None:
+    with pytest.raises(EngineError, match=r"pip install pystan==3\.10\.0.*conda install -c conda-forge cmdstan"):
+        select_engine("auto", cmdstan_found=False, pystan_found=False)
+    with pytest.raises(EngineError, match="^engine pystan: no Stan engine found"):
+        select_engine("pystan", cmdstan_found=True, pystan_found=False)
+
+
+def test_install_hint_pin_matches_pyproject() -> None:
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert f'"pystan=={engines.PYSTAN_PIN}"' in pyproject
+
+
+def test_pystan_syntax_error_quotes_stanc() -> None:
+    """A broken program fails at once (no retries) with stanc's explanation in the one-line message."""
+    broken = "parameters { real m } model { m ~ normal(0, 1); }"
+    with pytest.raises(EngineError) as caught:
+        engines._pystan_build(broken, {}, 1, LOGGER)
+    message = str(caught.value)
+    assert message.startswith("engine pystan: the Stan program does not compile (Syntax error)")
+    assert '";" expected after variable declaration' in message and "\n" not in message
+
+
+def test_cmdstanpy_compile_failure_is_one_clear_line(tmp_path, monkeypatch) -> None:
+    cmdstanpy = pytest.importorskip("cmdstanpy")
+
+    def failing_compile(*args, **kwargs):
+        raise RuntimeError("Command ['make', 'x'] error during processing\nmake: g++: No such file or directory")
+
+    monkeypatch.setenv("MIMIX_CACHE", str(tmp_path))
+    monkeypatch.setattr(cmdstanpy, "CmdStanModel", failing_compile)
+    stan_file = tmp_path / "toy.stan"
+    stan_file.write_text(TOY)
+    with pytest.raises(EngineError) as caught:
+        engines._cmdstan_model(stan_file, LOGGER)
+    message = str(caught.value)
+    assert message.startswith("engine cmdstanpy: compiling toy.stan failed (RuntimeError)")
+    assert "g++: No such file or directory" in message and "\n" not in message

@@ -1,5 +1,6 @@
-"""Fault tolerance: a chain job killed mid-sampling leaves no output; a rerun redoes only that chain
-and reproduces an uninterrupted run exactly."""
+"""Fault tolerance and reruns: a chain job killed mid-sampling leaves no output and a rerun redoes only
+that chain, reproducing an uninterrupted run exactly; a changed option or a new dataset reruns what
+depends on it and nothing else."""
 
 from __future__ import annotations
 
@@ -38,7 +39,9 @@ def make_workdir(folder: Path) -> Path:
     return folder
 
 
-def snakemake(workdir: Path, wait: bool = True) -> subprocess.Popen | subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, wait: bool = True, extra: tuple[str, ...] = (), targets: list[str] = TARGETS
+) -> subprocess.Popen | subprocess.CompletedProcess:
     command = [
         sys.executable,
         "-m",
@@ -47,9 +50,10 @@ def snakemake(workdir: Path, wait: bool = True) -> subprocess.Popen | subprocess
         str(ROOT / "Snakefile"),
         "--cores",
         "1",
-        *TARGETS,
+        *targets,
         "--configfile",
         "study.yaml",
+        *extra,
     ]
     if wait:
         return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=1500)
@@ -80,11 +84,29 @@ def chain_job_pids(workdir: Path) -> list[int]:
     return pids
 
 
-def test_killed_chain_is_rerun_alone_and_results_match(tmp_path: Path) -> None:
-    reference = make_workdir(tmp_path / "reference")
-    result = snakemake(reference)
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted run of the targets."""
+    workdir = make_workdir(tmp_path_factory.mktemp("resume") / "reference")
+    result = snakemake(workdir)
     assert result.returncode == 0, result.stderr[-4000:]
+    return workdir
 
+
+def planned_jobs(workdir: Path, *extra: str, targets: list[str] = TARGETS) -> dict[str, int]:
+    """Jobs a dry run would execute, by rule name ({} when nothing is to be done)."""
+    result = snakemake(workdir, extra=("--dry-run", *extra), targets=targets)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    text = result.stdout + result.stderr
+    if "Job stats:" not in text:
+        assert "Nothing to be done" in text, text[-3000:]
+        return {}
+    table = text.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    rows = [line.split() for line in table.splitlines()[3:]]
+    return {name: int(count) for name, count in rows if name != "total"}
+
+
+def test_killed_chain_is_rerun_alone_and_results_match(tmp_path: Path, reference: Path) -> None:
     work = make_workdir(tmp_path / "killed")
     process = snakemake(work, wait=False)
     chains = work / "results" / "kill" / "mimix_nofactor" / "chains"
@@ -120,3 +142,43 @@ def test_killed_chain_is_rerun_alone_and_results_match(tmp_path: Path) -> None:
     assert (chains / f"{finished}.nc").stat().st_mtime_ns == finished_mtime
     for target in TARGETS:
         pd.testing.assert_frame_equal(pd.read_csv(work / target, sep="\t"), pd.read_csv(reference / target, sep="\t"))
+
+
+DATA_RULES = {"validate_inputs", "filter_counts"}
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        # The log's progress interval does not change any draw: nothing reruns.
+        ("sampling={refresh: 7}", {}),
+        # An inference option reruns that table only; chains and data stay.
+        ("inference={local_tests: {interval_level: 0.9}}", {"local_tests": 1}),
+        # More draws: both chains and what is built on them (the tables carry the diagnostics
+        # verdict), not the data stage or the compile.
+        ("sampling={draws: 310}", {"fit_chain": 2, "diagnostics": 1, "global_tests": 1, "local_tests": 1}),
+    ],
+)
+def test_changed_option_reruns_only_its_dependents(reference: Path, override: str, expected: dict) -> None:
+    assert planned_jobs(reference) == {}
+    assert planned_jobs(reference, "--config", override) == expected
+
+
+def test_changed_filtering_reruns_everything_downstream(reference: Path) -> None:
+    plan = planned_jobs(reference, "--config", "filtering={min_prevalence: 0.2}")
+    assert DATA_RULES <= plan.keys()
+    assert plan.get("fit_chain") == 2 and {"global_tests", "local_tests"} <= plan.keys()
+
+
+def test_new_dataset_runs_in_its_own_namespace(reference: Path) -> None:
+    """Pointing the config at another dataset plans all of its jobs and leaves the finished one alone."""
+    before = {p: p.stat().st_mtime_ns for p in (reference / "results" / "kill").rglob("*") if p.is_file()}
+    targets = [t.replace("results/kill/", "results/other/") for t in TARGETS]
+    plan = planned_jobs(reference, "--config", "dataset=other", targets=targets)
+    assert DATA_RULES <= plan.keys() and plan.get("fit_chain") == 2 and plan.get("compile_model") == 1
+    result = snakemake(reference, extra=("--config", "dataset=other"), targets=["data"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (reference / "results" / "other" / "data" / "counts.tsv").exists()
+    after = {p: p.stat().st_mtime_ns for p in (reference / "results" / "kill").rglob("*") if p.is_file()}
+    assert after == before
+    assert planned_jobs(reference) == {}

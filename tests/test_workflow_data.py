@@ -71,6 +71,22 @@ def test_config_override_changes_dataset_namespace(workdir: Path) -> None:
     assert not (workdir / "results" / "tiny").exists()
 
 
+def test_missing_engine_stops_with_one_clear_line(workdir: Path) -> None:
+    """Asking for CmdStan where there is none: the compile job fails with the install hint, no traceback."""
+    from mimix.engines import cmdstan_available
+
+    if cmdstan_available():
+        pytest.skip("CmdStan is installed here, so engine cmdstanpy is available")
+    target = "results/tiny/mimix_nofactor/compiled.json"
+    result = run_snakemake(workdir, target, "--configfile", "study.yaml", "--config", "sampling={engine: cmdstanpy}")
+    assert result.returncode != 0
+    log = (workdir / "logs" / "tiny" / "mimix_nofactor" / "compile.log").read_text()
+    errors = [line for line in log.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "conda install -c conda-forge cmdstan" in errors[0], log
+    assert "Traceback" not in log and "Traceback" not in result.stderr
+    assert not (workdir / target).exists()
+
+
 def test_schema_rejects_unknown_option(workdir: Path) -> None:
     result = run_snakemake(workdir, "-n", "--configfile", "study.yaml", "--config", "dataset=bad name")
     assert result.returncode != 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import io
 import logging
 import os
@@ -27,6 +28,7 @@ from mimix.errors import EngineError, InputError
 
 ENGINES = ("auto", "cmdstanpy", "pystan")
 BUILD_ATTEMPTS = 3
+PYSTAN_PIN = "3.10.0"  # = pyproject.toml
 # Sampler statistics, named as ArviZ names them, from Stan's names.
 SAMPLE_STATS = {
     "lp__": "lp",
@@ -74,13 +76,27 @@ def cmdstan_available() -> bool:
     return True
 
 
-def select_engine(requested: str, cmdstan_found: bool | None = None) -> str:
+def pystan_available() -> bool:
+    """True when PyStan 3 (the ``stan`` package, with httpstan) is importable."""
+    return importlib.util.find_spec("stan") is not None and importlib.util.find_spec("httpstan") is not None
+
+
+def select_engine(requested: str, cmdstan_found: bool | None = None, pystan_found: bool | None = None) -> str:
     """Resolve ``auto`` and check that the requested engine can run here."""
     if requested not in ENGINES:
         raise InputError(f"sampling.engine: {requested!r} is not one of {ENGINES}; fix the config")
     found = cmdstan_available() if cmdstan_found is None else cmdstan_found
-    if requested == "auto":
-        return "cmdstanpy" if found else "pystan"
+    if requested == "auto" and found:
+        return "cmdstanpy"
+    if requested in ("auto", "pystan"):
+        if not (pystan_available() if pystan_found is None else pystan_found):
+            raise EngineError(
+                f"engine {requested}: no Stan engine found (PyStan is not installed"
+                f"{'' if requested == 'pystan' else ' and no CmdStan installation was found'}); install PyStan "
+                f"with `pip install pystan=={PYSTAN_PIN}` (offline-capable, needs g++) or CmdStan with "
+                "`conda install -c conda-forge cmdstan` and use sampling.engine: cmdstanpy"
+            )
+        return "pystan"
     if requested == "cmdstanpy" and not found:
         raise EngineError(
             "engine cmdstanpy: no CmdStan installation found; install it with `conda install -c conda-forge "
@@ -125,19 +141,24 @@ def _pystan_build(program_code: str, data: dict, seed: int, logger: logging.Logg
     # httpstan's cache is not safe against two processes building the same program at once (one
     # may read the other's half-written model folder); a short wait and a second try finds it whole.
     for attempt in range(1, BUILD_ATTEMPTS + 1):
+        out, err_out = _LogWriter(logger), _LogWriter(logger)
         try:
-            with (
-                contextlib.redirect_stdout(_LogWriter(logger)),
-                contextlib.redirect_stderr(_LogWriter(logger)),
-                _patient_http_client(),
-            ):
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err_out), _patient_http_client():
                 model = stan.build(program_code, data=_json_ready(data), random_seed=seed)
             return model, time.perf_counter() - start
         except Exception as err:  # build failures arrive as many types; the message is what matters
             message = str(err).strip().splitlines()
             tail = " | ".join(message[-6:]) if message else type(err).__name__
             stan_code_error = isinstance(err, ValueError) and str(err) in ("Syntax error", "Semantic error")
-            if not stan_code_error and attempt < BUILD_ATTEMPTS:
+            if stan_code_error:
+                # PyStan prints stanc's explanation (line, column, what was expected) before raising.
+                printed = [line.removeprefix("Building: ") for line in out.lines + err_out.lines]
+                explanation = [line for line in printed if not set(line) <= set("-^ ")][-3:]
+                raise EngineError(
+                    f"engine pystan: the Stan program does not compile ({err}): {' | '.join(explanation)}; "
+                    "fix the .stan file (stanc's full message is in this log)"
+                ) from err
+            if attempt < BUILD_ATTEMPTS:
                 logger.warning("pystan build attempt %d failed (%s); retrying in 15 s", attempt, tail[:200])
                 time.sleep(15)
                 continue
@@ -379,18 +400,22 @@ class _LogWriter(io.TextIOBase):
     def __init__(self, logger: logging.Logger) -> None:
         self.logger = logger
         self.buffer = ""
+        self.lines: list[str] = []  # kept so that a build error can quote stanc's message
 
     def write(self, text: str) -> int:
         self.buffer += text.replace("\r", "\n")
         while "\n" in self.buffer:
             line, self.buffer = self.buffer.split("\n", 1)
-            if line.strip():
-                self.logger.info("stan: %s", line.strip())
+            self._emit(line)
         return len(text)
 
+    def _emit(self, line: str) -> None:
+        if line.strip():
+            self.logger.info("stan: %s", line.strip())
+            self.lines.append(line.strip())
+
     def flush(self) -> None:
-        if self.buffer.strip():
-            self.logger.info("stan: %s", self.buffer.strip())
+        self._emit(self.buffer)
         self.buffer = ""
 
     def isatty(self) -> bool:

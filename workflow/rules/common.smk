@@ -1,9 +1,18 @@
 # Shared by all rule files - the validated config, output locations and input functions.
+import sys
 from pathlib import Path
 
+import yaml
 from snakemake.utils import validate
 
-validate(config, schema="../schemas/config.schema.yaml")
+# The mimix package, when it is not pip-installed.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from mimix.configuration import coerce_config_strings
+
+SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+# Nested --config values arrive as strings ('sampling={draws: 500}'); give them the schema's types.
+config.update(coerce_config_strings(config, yaml.safe_load(SCHEMA.read_text())))
+validate(config, schema=str(SCHEMA))
 
 DATASET = config["dataset"]
 RESULTS = f"results/{DATASET}"
@@ -32,6 +41,12 @@ localrules:
 wildcard_constraints:
     model="|".join(config["models"]),
     chain=r"\d+",
+
+
+def sampling_settings():
+    """The sampling options that change draws; the log's progress interval (refresh) is left out so
+    that changing it does not trigger a rerun of finished chains."""
+    return {key: value for key, value in config["sampling"].items() if key != "refresh"}
 
 
 def data_stage_outputs():

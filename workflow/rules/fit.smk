@@ -37,7 +37,7 @@ rule fit_chain:
         mem_mb=config["resources"]["fit"]["mem_mb"],
         runtime=config["resources"]["fit"]["runtime"],
     params:
-        sampling=config["sampling"],
+        sampling=sampling_settings(),
         factors=config["model"]["factors"],
         nested_blocking=config["design"]["nested_blocking"],
     script:

@@ -28,7 +28,7 @@ def main() -> None:
         thin=sampling["thin"],
         adapt_delta=sampling["adapt_delta"],
         max_treedepth=sampling["max_treedepth"],
-        refresh=sampling["refresh"],
+        refresh=snakemake.config["sampling"]["refresh"],  # not a param: no rerun
     )
     with timed(logger, f"sampling {model} chain {chain}"):
         idata = fit_chain(
