@@ -15,6 +15,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/fit.smk"
 include: "workflow/rules/inference.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/simulation.smk"
 
 
 rule all:

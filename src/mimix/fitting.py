@@ -79,7 +79,7 @@ def fit_chain(
         try:
             result = run_chain(engine, model, data, attempt_settings, list(dims), logger)
         except EngineError as err:
-            if "compiling" in str(err):
+            if "compil" in str(err):  # a program that does not build will not build on a retry
                 raise
             errors.append(str(err))
             logger.warning("chain %d attempt %d failed: %s", settings.chain_id, attempt, err)

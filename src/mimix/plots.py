@@ -1170,3 +1170,69 @@ def summary_page(
         lines.append("No timings found.")
     lines.append("")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- simulation study
+
+METHOD_LABELS = {
+    "mimix": "MIMIX (Dirichlet-Laplace)",
+    "mimix_gaussian": "MIMIX (Gaussian loadings)",
+    "mimix_nofactor": "MIMIX (no factors)",
+    "permanova": "PERMANOVA",
+}
+
+
+def simulation_figure(rejection: pd.DataFrame, threshold: float = 0.9, alpha: float = 0.05) -> plt.Figure:
+    """The paper's Figure 2: rejection rate against the % of responding taxa, one line per method.
+
+    Facets: block variance (rows) x error variance (columns); solid lines the grouped form, dashed
+    the random form (the dense-0 null is shared by both, so each line starts there). Bars are
+    +/- one binomial standard error of the rate from the replicates.
+    """
+    blocks = sorted(rejection["block_var"].unique())
+    errors = sorted(rejection["error_var"].unique())
+    forms = list(dict.fromkeys(rejection["form"]))
+    methods = [m for m in METHOD_LABELS if m in set(rejection["method"])]
+    methods += sorted(set(rejection["method"]) - set(methods))
+    null = rejection[rejection["dense"] == 0]
+    with plt.rc_context(STYLE):
+        figure, axes = plt.subplots(
+            len(blocks), len(errors), figsize=(2.6 * len(errors) + 1.2, 2.3 * len(blocks) + 0.9),
+            sharex=True, sharey=True, squeeze=False,
+        )  # fmt: skip
+        for r, block in enumerate(blocks):
+            for c, error in enumerate(errors):
+                ax = axes[r, c]
+                cell = rejection[(rejection["block_var"] == block) & (rejection["error_var"] == error)]
+                cell_null = null[(null["block_var"] == block) & (null["error_var"] == error)]
+                for position, method in enumerate(methods):
+                    for form, style in zip(forms, ("-", "--", ":"), strict=False):
+                        rows = cell[(cell["method"] == method) & ((cell["form"] == form) | (cell["dense"] == 0))]
+                        rows = pd.concat([rows[rows["dense"] > 0], cell_null[cell_null["method"] == method]])
+                        rows = rows.drop_duplicates("dense").sort_values("dense")
+                        if rows.empty:
+                            continue
+                        ax.errorbar(
+                            100 * rows["dense"], rows["rejection_rate"], yerr=rows["rejection_se"],
+                            color=model_colour(method, position) if method != "permanova" else OKABE_ITO["black"],
+                            linestyle=style, marker="o", markersize=3.5, capsize=2, linewidth=1.3,
+                            label=f"{METHOD_LABELS.get(method, method)}, {form}",
+                        )  # fmt: skip
+                ax.axhline(alpha, color=OKABE_ITO["grey"], linewidth=0.8, linestyle=":")
+                ax.set_ylim(-0.03, 1.03)
+                ax.set_title(f"block var {block:g}, error var {error:g}", fontsize=9)
+                if r == len(blocks) - 1:
+                    ax.set_xlabel("responding taxa (dense, %)")
+                if c == 0:
+                    ax.set_ylabel("rejection rate")
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        figure.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), frameon=False,
+                      bbox_to_anchor=(0.5, -0.02 - 0.035 * ((len(labels) - 1) // 4)))  # fmt: skip
+        replicates = int(rejection["replicates"].min())
+        figure.suptitle(
+            f"Global test rejection rates ({replicates} replicate(s) per setting; MIMIX rejects when "
+            f"P(effect) > {threshold:g}, PERMANOVA when p < {alpha:g}; dotted line: {alpha:g})",
+            fontsize=10,
+        )
+        figure.tight_layout(rect=(0, 0.06 + 0.035 * ((len(labels) - 1) // 4), 1, 0.95))
+    return figure

@@ -36,6 +36,8 @@ localrules:
     plot_variance,
     plot_latent_structure,
     plot_ppc,
+    simulation_tables,
+    plot_simulation,
 
 
 wildcard_constraints:
@@ -47,6 +49,32 @@ def sampling_settings():
     """The sampling options that change draws; the log's progress interval (refresh) is left out so
     that changing it does not trigger a rerun of finished chains."""
     return {key: value for key, value in config["sampling"].items() if key != "refresh"}
+
+
+def simulation_compiled(wildcards):
+    """The compile record a model replicate waits for (PERMANOVA needs none)."""
+    if wildcards.method == "permanova":
+        return []
+    return f"{RESULTS}/simulation/compiled/{wildcards.method}.json"
+
+
+def simulation_replicate_outputs():
+    """One metrics row per setting, replicate and method of the simulation study."""
+    from mimix.simstudy import study_settings
+
+    grid = {
+        key: config["simulation"][key]
+        for key in ("dense", "error_var", "block_var", "form")
+    }
+    methods = [*config["simulation"]["models"]]
+    if config["simulation"]["permanova"]:
+        methods.append("permanova")
+    return [
+        f"{RESULTS}/simulation/replicates/{setting.name}/{replicate}/{method}.tsv"
+        for setting in study_settings(grid)
+        for replicate in range(1, config["simulation"]["replicates"] + 1)
+        for method in methods
+    ]
 
 
 def data_stage_outputs():
