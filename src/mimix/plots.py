@@ -1195,6 +1195,7 @@ def simulation_figure(rejection: pd.DataFrame, threshold: float = 0.9, alpha: fl
     methods = [m for m in METHOD_LABELS if m in set(rejection["method"])]
     methods += sorted(set(rejection["method"]) - set(methods))
     null = rejection[rejection["dense"] == 0]
+    span = max(100 * float(rejection["dense"].max()), 1.0)
     with plt.rc_context(STYLE):
         figure, axes = plt.subplots(
             len(blocks), len(errors), figsize=(2.6 * len(errors) + 1.2, 2.3 * len(blocks) + 0.9),
@@ -1212,8 +1213,10 @@ def simulation_figure(rejection: pd.DataFrame, threshold: float = 0.9, alpha: fl
                         rows = rows.drop_duplicates("dense").sort_values("dense")
                         if rows.empty:
                             continue
+                        # Methods are dodged sideways so that equal rates stay visible.
+                        dodge = (position - (len(methods) - 1) / 2) * 0.012 * span
                         ax.errorbar(
-                            100 * rows["dense"], rows["rejection_rate"], yerr=rows["rejection_se"],
+                            100 * rows["dense"] + dodge, rows["rejection_rate"], yerr=rows["rejection_se"],
                             color=model_colour(method, position) if method != "permanova" else OKABE_ITO["black"],
                             linestyle=style, marker="o", markersize=3.5, capsize=2, linewidth=1.3,
                             label=f"{METHOD_LABELS.get(method, method)}, {form}",
@@ -1230,8 +1233,8 @@ def simulation_figure(rejection: pd.DataFrame, threshold: float = 0.9, alpha: fl
                       bbox_to_anchor=(0.5, -0.02 - 0.035 * ((len(labels) - 1) // 4)))  # fmt: skip
         replicates = int(rejection["replicates"].min())
         figure.suptitle(
-            f"Global test rejection rates ({replicates} replicate(s) per setting; MIMIX rejects when "
-            f"P(effect) > {threshold:g}, PERMANOVA when p < {alpha:g}; dotted line: {alpha:g})",
+            f"Global test rejection rates, {replicates} replicate(s) per setting\nMIMIX rejects when "
+            f"P(effect) > {threshold:g}, PERMANOVA when p < {alpha:g} (dotted line: {alpha:g})",
             fontsize=10,
         )
         figure.tight_layout(rect=(0, 0.06 + 0.035 * ((len(labels) - 1) // 4), 1, 0.95))
