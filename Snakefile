@@ -16,6 +16,7 @@ include: "workflow/rules/fit.smk"
 include: "workflow/rules/inference.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/simulation.smk"
+include: "workflow/rules/power.smk"
 
 
 rule all:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
+import yaml
+
+from mimix.simulate import SimulationSettings, simulate, write_dataset
 
 
 def write_table(path: Path, rows: list[list[object]], sep: str = "\t") -> Path:
@@ -48,3 +53,47 @@ def tiny_dataset(folder: Path, n_per_cell: int = 2) -> dict[str, str]:
 
 def counts_frame(rows: dict[str, list[int]], taxa: list[str]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index", columns=taxa)
+
+
+# A small fitted study (no-factor model, 2 chains), shared by the rerun, resume and power tests.
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = ["results/kill/mimix_nofactor/global_tests.tsv", "results/kill/mimix_nofactor/local_tests.tsv"]
+
+
+def make_workdir(folder: Path) -> Path:
+    folder.mkdir()
+    data = simulate(SimulationSettings(n_samples=24, n_taxa=8, n_blocks=3, dense=0.6, seed=4))
+    paths = write_dataset(data, folder / "input")
+    config = {
+        "dataset": "kill",
+        "input": {"format": "table", "counts": str(paths["counts"]), "metadata": str(paths["metadata"])},
+        "design": {"formula": "treatment", "blocking": ["block"]},
+        "filtering": {"min_depth": 100, "min_prevalence": 0.0},
+        "models": ["mimix_nofactor"],
+        "sampling": {"engine": "pystan", "chains": 2, "warmup": 300, "draws": 300, "refresh": 10, "seed": 3},
+    }
+    (folder / "study.yaml").write_text(yaml.safe_dump(config))
+    return folder
+
+
+def snakemake(
+    workdir: Path, wait: bool = True, extra: tuple[str, ...] = (), targets: list[str] = TARGETS
+) -> subprocess.Popen | subprocess.CompletedProcess:
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--cores",
+        "1",
+        *targets,
+        "--configfile",
+        "study.yaml",
+        *extra,
+    ]
+    if wait:
+        return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=1500)
+    return subprocess.Popen(
+        command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )

@@ -7,59 +7,14 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
+from helpers import TARGETS, make_workdir, snakemake
 
-from mimix.simulate import SimulationSettings, simulate, write_dataset
-
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-TARGETS = ["results/kill/mimix_nofactor/global_tests.tsv", "results/kill/mimix_nofactor/local_tests.tsv"]
-
-
-def make_workdir(folder: Path) -> Path:
-    folder.mkdir()
-    data = simulate(SimulationSettings(n_samples=24, n_taxa=8, n_blocks=3, dense=0.6, seed=4))
-    paths = write_dataset(data, folder / "input")
-    config = {
-        "dataset": "kill",
-        "input": {"format": "table", "counts": str(paths["counts"]), "metadata": str(paths["metadata"])},
-        "design": {"formula": "treatment", "blocking": ["block"]},
-        "filtering": {"min_depth": 100, "min_prevalence": 0.0},
-        "models": ["mimix_nofactor"],
-        "sampling": {"engine": "pystan", "chains": 2, "warmup": 300, "draws": 300, "refresh": 10, "seed": 3},
-    }
-    (folder / "study.yaml").write_text(yaml.safe_dump(config))
-    return folder
-
-
-def snakemake(
-    workdir: Path, wait: bool = True, extra: tuple[str, ...] = (), targets: list[str] = TARGETS
-) -> subprocess.Popen | subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--cores",
-        "1",
-        *targets,
-        "--configfile",
-        "study.yaml",
-        *extra,
-    ]
-    if wait:
-        return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=1500)
-    return subprocess.Popen(
-        command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
 
 
 def iterations_done(log: Path) -> int:
@@ -84,15 +39,6 @@ def chain_job_pids(workdir: Path) -> list[int]:
     return pids
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An uninterrupted run of the targets."""
-    workdir = make_workdir(tmp_path_factory.mktemp("resume") / "reference")
-    result = snakemake(workdir)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return workdir
-
-
 def planned_jobs(workdir: Path, *extra: str, targets: list[str] = TARGETS) -> dict[str, int]:
     """Jobs a dry run would execute, by rule name ({} when nothing is to be done)."""
     result = snakemake(workdir, extra=("--dry-run", *extra), targets=targets)
@@ -106,7 +52,7 @@ def planned_jobs(workdir: Path, *extra: str, targets: list[str] = TARGETS) -> di
     return {name: int(count) for name, count in rows if name != "total"}
 
 
-def test_killed_chain_is_rerun_alone_and_results_match(tmp_path: Path, reference: Path) -> None:
+def test_killed_chain_is_rerun_alone_and_results_match(tmp_path: Path, fitted_study: Path) -> None:
     work = make_workdir(tmp_path / "killed")
     process = snakemake(work, wait=False)
     chains = work / "results" / "kill" / "mimix_nofactor" / "chains"
@@ -141,7 +87,8 @@ def test_killed_chain_is_rerun_alone_and_results_match(tmp_path: Path, reference
     assert f"chain{killed}.log" in rerun.stderr and f"chain{finished}.log" not in rerun.stderr
     assert (chains / f"{finished}.nc").stat().st_mtime_ns == finished_mtime
     for target in TARGETS:
-        pd.testing.assert_frame_equal(pd.read_csv(work / target, sep="\t"), pd.read_csv(reference / target, sep="\t"))
+        rerun_table, uninterrupted = (pd.read_csv(folder / target, sep="\t") for folder in (work, fitted_study))
+        pd.testing.assert_frame_equal(rerun_table, uninterrupted)
 
 
 DATA_RULES = {"validate_inputs", "filter_counts"}
@@ -159,26 +106,26 @@ DATA_RULES = {"validate_inputs", "filter_counts"}
         ("sampling={draws: 310}", {"fit_chain": 2, "diagnostics": 1, "global_tests": 1, "local_tests": 1}),
     ],
 )
-def test_changed_option_reruns_only_its_dependents(reference: Path, override: str, expected: dict) -> None:
-    assert planned_jobs(reference) == {}
-    assert planned_jobs(reference, "--config", override) == expected
+def test_changed_option_reruns_only_its_dependents(fitted_study: Path, override: str, expected: dict) -> None:
+    assert planned_jobs(fitted_study) == {}
+    assert planned_jobs(fitted_study, "--config", override) == expected
 
 
-def test_changed_filtering_reruns_everything_downstream(reference: Path) -> None:
-    plan = planned_jobs(reference, "--config", "filtering={min_prevalence: 0.2}")
+def test_changed_filtering_reruns_everything_downstream(fitted_study: Path) -> None:
+    plan = planned_jobs(fitted_study, "--config", "filtering={min_prevalence: 0.2}")
     assert DATA_RULES <= plan.keys()
     assert plan.get("fit_chain") == 2 and {"global_tests", "local_tests"} <= plan.keys()
 
 
-def test_new_dataset_runs_in_its_own_namespace(reference: Path) -> None:
+def test_new_dataset_runs_in_its_own_namespace(fitted_study: Path) -> None:
     """Pointing the config at another dataset plans all of its jobs and leaves the finished one alone."""
-    before = {p: p.stat().st_mtime_ns for p in (reference / "results" / "kill").rglob("*") if p.is_file()}
+    before = {p: p.stat().st_mtime_ns for p in (fitted_study / "results" / "kill").rglob("*") if p.is_file()}
     targets = [t.replace("results/kill/", "results/other/") for t in TARGETS]
-    plan = planned_jobs(reference, "--config", "dataset=other", targets=targets)
+    plan = planned_jobs(fitted_study, "--config", "dataset=other", targets=targets)
     assert DATA_RULES <= plan.keys() and plan.get("fit_chain") == 2 and plan.get("compile_model") == 1
-    result = snakemake(reference, extra=("--config", "dataset=other"), targets=["data"])
+    result = snakemake(fitted_study, extra=("--config", "dataset=other"), targets=["data"])
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (reference / "results" / "other" / "data" / "counts.tsv").exists()
-    after = {p: p.stat().st_mtime_ns for p in (reference / "results" / "kill").rglob("*") if p.is_file()}
+    assert (fitted_study / "results" / "other" / "data" / "counts.tsv").exists()
+    after = {p: p.stat().st_mtime_ns for p in (fitted_study / "results" / "kill").rglob("*") if p.is_file()}
     assert after == before
-    assert planned_jobs(reference) == {}
+    assert planned_jobs(fitted_study) == {}

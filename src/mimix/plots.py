@@ -1239,3 +1239,46 @@ def simulation_figure(rejection: pd.DataFrame, threshold: float = 0.9, alpha: fl
         )
         figure.tight_layout(rect=(0, 0.06 + 0.035 * ((len(labels) - 1) // 4), 1, 0.95))
     return figure
+
+
+# ---------------------------------------------------------------- power analysis
+
+
+def power_figure(table: pd.DataFrame, threshold: float = 0.9, model: str = "", pilot: str = "") -> plt.Figure:
+    """Power, responding taxa found and false discoveries against the total number of samples."""
+    keys = ["blocks", "depth", "effect"]
+    groups = list(table.groupby(keys, sort=True))
+    panels = (
+        ("power", "P(detect treatment)"),
+        ("true_found", "responding taxa found"),
+        ("false_found", "false discoveries"),
+    )
+    with plt.rc_context(STYLE):
+        figure, axes = plt.subplots(1, 3, figsize=(11, 3.6))
+        for position, ((blocks, depth, effect), rows) in enumerate(groups):
+            rows = rows.sort_values("n_samples")
+            colour = model_colour("", position)
+            label = f"{blocks} blocks, {depth:,} reads, effect {effect:g}"
+            for ax, (column, _) in zip(axes, panels, strict=True):
+                ax.plot(rows["n_samples"], rows[column], marker="o", color=colour, label=label)
+                ax.fill_between(
+                    rows["n_samples"], rows[f"{column}_lower"], rows[f"{column}_upper"], color=colour, alpha=0.18
+                )
+            axes[1].plot(rows["n_samples"], rows["n_responding"], color=colour, linestyle=":", linewidth=1)
+        axes[0].axhline(0.8, color=OKABE_ITO["grey"], linestyle="--", linewidth=0.8)
+        axes[0].set_ylim(-0.03, 1.03)
+        for ax in axes[1:]:  # counts: from 0, and at least 0..1 so that all-zero lines sit on the axis
+            ax.set_ylim(-0.05 * max(ax.get_ylim()[1], 1), max(ax.get_ylim()[1], 1))
+        for ax, (_, ylabel) in zip(axes, panels, strict=True):
+            ax.set_xlabel("samples in the experiment")
+            ax.set_ylabel(ylabel)
+        axes[1].set_title("dotted: taxa that truly respond", fontsize=9)
+        axes[0].legend(loc="lower right", frameon=False, fontsize=8)
+        replicates = int(table["replicates"].min())
+        figure.suptitle(
+            f"Power analysis: {model or 'model'} on {replicates} simulated experiment(s) per size "
+            f"(pilot: {pilot or 'simulator'}; detection when P(effect) > {threshold:g})",
+            fontsize=10,
+        )
+        figure.tight_layout()
+    return figure

@@ -38,6 +38,8 @@ localrules:
     plot_ppc,
     simulation_tables,
     plot_simulation,
+    power_table,
+    plot_power,
 
 
 wildcard_constraints:
@@ -74,6 +76,28 @@ def simulation_replicate_outputs():
         for setting in study_settings(grid)
         for replicate in range(1, config["simulation"]["replicates"] + 1)
         for method in methods
+    ]
+
+
+def power_inputs(wildcards):
+    """The compiled model and, for a fitted pilot, its chains."""
+    inputs = {
+        "compiled": f"{RESULTS}/simulation/compiled/{config['power']['model']}.json"
+    }
+    if config["power"]["pilot"] != "simulator":
+        inputs["pilot"] = chain_files(config["power"]["pilot"])
+    return inputs
+
+
+def power_replicate_outputs():
+    """One result row per planned experiment size and replicate."""
+    from mimix.power import experiment_sizes
+
+    sizes = experiment_sizes(config["power"])
+    return [
+        f"{RESULTS}/power/replicates/{size.name}/{replicate}.tsv"
+        for size in sizes
+        for replicate in range(1, config["power"]["replicates"] + 1)
     ]
 
 

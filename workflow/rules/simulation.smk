@@ -9,7 +9,9 @@ SIM_LOGS = f"{LOGS}/simulation"
 wildcard_constraints:
     setting=r"dense[0-9.]+-error[0-9.]+-block[0-9.]+-(grouped|random)",
     replicate=r"\d+",
-    method="|".join([*SIMULATION["models"], "permanova"]),
+    method="|".join(
+        sorted({*SIMULATION["models"], config["power"]["model"], "permanova"})
+    ),
 
 
 # Each model is compiled once before its replicates start (parallel first builds of one program
