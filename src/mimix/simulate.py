@@ -177,6 +177,33 @@ def write_dataset(data: SimulatedData, folder: str | Path) -> dict[str, Path]:
     return paths
 
 
+def write_qiime_style(data: SimulatedData, folder: str | Path) -> dict[str, Path]:
+    """Write the dataset as a QIIME 2 user has it: a BIOM 2.1 (HDF5) feature table with taxonomy and
+    a QIIME 2 metadata file (``sample-id`` header and a ``#q2:types`` row), plus the true effects."""
+    import biom
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"biom": folder / "feature-table.biom", "metadata": folder / "sample-metadata.tsv",
+             "truth": folder / "true_beta.tsv"}  # fmt: skip
+    lineages = [[rank.strip() for rank in str(text).split(";")] for text in data.taxonomy.reindex(data.counts.columns)]
+    table = biom.Table(
+        data.counts.to_numpy().T,
+        observation_ids=list(data.counts.columns),
+        sample_ids=list(data.counts.index),
+        observation_metadata=[{"taxonomy": lineage} for lineage in lineages],
+    )
+    with biom.util.biom_open(str(paths["biom"]), "w") as handle:
+        table.to_hdf5(handle, generated_by="mimix.simulate")
+    metadata = data.metadata.rename_axis("sample-id").reset_index()
+    types = ["#q2:types"] + ["categorical"] * (metadata.shape[1] - 1)
+    lines = ["\t".join(metadata.columns), "\t".join(types)]
+    lines += ["\t".join(str(v) for v in row) for row in metadata.itertuples(index=False)]
+    paths["metadata"].write_text("\n".join(lines) + "\n")
+    data.beta.to_csv(paths["truth"], sep="\t")
+    return paths
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: ``python -m mimix.simulate OUTDIR [--n-taxa 100 --seed 1 ...]``."""
     import argparse
@@ -184,6 +211,9 @@ def main(argv: list[str] | None = None) -> None:
     defaults = SimulationSettings()
     parser = argparse.ArgumentParser(description="Simulate counts by the MIMIX paper's design.")
     parser.add_argument("outdir", help="folder for counts.tsv, metadata.tsv, taxonomy.tsv, true_beta.tsv")
+    parser.add_argument(
+        "--biom", action="store_true", help="write feature-table.biom + sample-metadata.tsv (QIIME 2 style) instead"
+    )
     for name, value in asdict(defaults).items():
         flag = "--" + name.replace("_", "-")
         if isinstance(value, tuple):
@@ -191,9 +221,10 @@ def main(argv: list[str] | None = None) -> None:
         else:
             parser.add_argument(flag, type=type(value), default=value)
     args = vars(parser.parse_args(argv))
-    outdir = args.pop("outdir")
+    outdir, as_biom = args.pop("outdir"), args.pop("biom")
     settings = SimulationSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in args.items()})
-    paths = write_dataset(simulate(settings), outdir)
+    data = simulate(settings)
+    paths = write_qiime_style(data, outdir) if as_biom else write_dataset(data, outdir)
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
 
 

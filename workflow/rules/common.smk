@@ -1,4 +1,5 @@
 # Shared by all rule files - the validated config, output locations and input functions.
+import copy
 import sys
 from pathlib import Path
 
@@ -10,6 +11,12 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from mimix.configuration import coerce_config_strings
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+if workflow.config_settings.configfiles:
+    # A study's config file replaces the demo's (config/config.yaml) instead of being merged into
+    # it: a study that names no taxonomy must not get the demo's. Options it leaves out take the
+    # schema's defaults; --config overrides still apply on top.
+    config.clear()
+    config.update(copy.deepcopy(workflow.config_settings.overwrite_config))
 # Nested --config values arrive as strings ('sampling={draws: 500}'); give them the schema's types.
 config.update(coerce_config_strings(config, yaml.safe_load(SCHEMA.read_text())))
 validate(config, schema=str(SCHEMA))
