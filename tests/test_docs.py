@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 WALKTHROUGH = ROOT / "docs" / "walkthrough.md"
-PROJECT_PARTS = ("Snakefile", "workflow", "config", "profiles", "resources", "src")
+PROJECT_PARTS = ("Snakefile", "workflow", "config", "envs", "profiles", "resources", "src")
 
 
 def shell_blocks(markdown: str) -> list[str]:

@@ -129,3 +129,28 @@ def test_cmdstanpy_compile_failure_is_one_clear_line(tmp_path, monkeypatch) -> N
     message = str(caught.value)
     assert message.startswith("engine cmdstanpy: compiling toy.stan failed (RuntimeError)")
     assert "g++: No such file or directory" in message and "\n" not in message
+
+
+def test_interpreter_aliases_share_one_httpstan_model(tmp_path, monkeypatch) -> None:
+    """`snakemake` runs under .venv/bin/python3, `python -m snakemake` under .venv/bin/python: one build."""
+    import sys
+
+    import httpstan.models
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(sys.executable)
+    (bin_dir / "python3").symlink_to("python")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "python3").symlink_to(sys.executable)
+    assert engines._canonical_interpreter(str(bin_dir / "python3")) == str(bin_dir / "python")
+    assert engines._canonical_interpreter(str(other / "python3")) == str(other / "python3")  # no alias there
+
+    engines._stable_httpstan_model_names()
+    names = {}
+    for executable in (bin_dir / "python", bin_dir / "python3", other / "python3"):
+        monkeypatch.setattr(sys, "executable", str(executable))
+        names[executable.name + executable.parent.name] = httpstan.models.calculate_model_name(TOY)
+    assert names["pythonbin"] == names["python3bin"]
+    assert names["python3other"] != names["pythonbin"]  # another environment keeps its own build

@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -134,8 +135,51 @@ def _patient_http_client():
         aiohttp.ClientSession = original
 
 
+def _canonical_interpreter(executable: str) -> str:
+    """``.../bin/python`` for any alias of it in the same folder (``python3``, ``python3.11``)."""
+    path = Path(executable)
+    plain = path.parent / "python"
+    if path.name != "python" and plain.exists() and os.path.realpath(plain) == os.path.realpath(path):
+        return str(plain)
+    return executable
+
+
+def _stable_httpstan_model_names() -> None:
+    """Make httpstan's model cache key independent of how the interpreter was named.
+
+    httpstan hashes ``sys.executable`` into a model's name (to separate virtual environments), so
+    ``.venv/bin/python3`` (the ``snakemake`` command's interpreter) and ``.venv/bin/python``
+    (``python -m snakemake``) compiled the same program twice, minutes each. The aliases of one
+    environment now share one name; different environments still get different names.
+    """
+    import httpstan.models
+
+    original = httpstan.models.calculate_model_name
+    if getattr(original, "mimix_stable", False):
+        return
+
+    def calculate_model_name(program_code: str) -> str:
+        saved = sys.executable
+        sys.executable = _canonical_interpreter(saved)
+        try:
+            return original(program_code)
+        finally:
+            sys.executable = saved
+
+    calculate_model_name.mimix_stable = True  # type: ignore[attr-defined]
+    httpstan.models.calculate_model_name = calculate_model_name
+
+
 def _pystan_build(program_code: str, data: dict, seed: int, logger: logging.Logger):
-    import stan
+    try:
+        import stan
+    except ImportError as err:
+        raise EngineError(
+            f"engine pystan: PyStan is not installed ({err}); `pip install pystan=={PYSTAN_PIN}` "
+            "or install CmdStan (`conda install -c conda-forge cmdstan`) and use sampling.engine: cmdstanpy"
+        ) from err
+
+    _stable_httpstan_model_names()
 
     start = time.perf_counter()
     # httpstan's cache is not safe against two processes building the same program at once (one
