@@ -300,3 +300,15 @@ def test_script_writes_tables_and_strict_stops(tmp_path: Path) -> None:
     assert "strict" in (tmp_path / "diagnostics.log").read_text()
     run_script("diagnostics", {"chains": paths}, outputs, {"thresholds": {**failing, "strict": False}}, tmp_path)
     assert not diagnostics.read_passed(outputs["verdict"])
+
+
+def test_approximate_fits_never_pass() -> None:
+    from mimix.diagnostics import approximate_verdict
+
+    summary = pd.DataFrame({"passed": [True], "message": ["all checks pass"]}, index=["m"])
+    out = approximate_verdict(summary, {"pathfinder"}, [0.4, 0.9, None])
+    assert not out["passed"].iloc[0]
+    assert (
+        out["message"].iloc[0].startswith("APPROXIMATE (pathfinder)")
+        and "Pareto k up to 0.90" in out["message"].iloc[0]
+    )

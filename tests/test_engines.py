@@ -154,3 +154,16 @@ def test_interpreter_aliases_share_one_httpstan_model(tmp_path, monkeypatch) -> 
         names[executable.name + executable.parent.name] = httpstan.models.calculate_model_name(TOY)
     assert names["pythonbin"] == names["python3bin"]
     assert names["python3other"] != names["pythonbin"]  # another environment keeps its own build
+
+
+def test_pystan_pathfinder_approximates_the_toy_posterior() -> None:
+    """y ~ N(m, s) with 20 points: the posterior mean of m is near the sample mean 1.0 (posterior sd
+    ~0.28; the approximation may be wider, so 0.3 is a loose but failing-when-broken bound)."""
+    settings = ChainSettings(seed=3, draws=400, method="pathfinder", init={"m": 1.0})
+    result = engines.run_pathfinder_pystan(TOY, DATA, settings, ["m", "s", "m2", "big"], LOGGER)
+    assert result.draws["m"].shape == (400,) and result.draws["big"].shape == (400, 3)
+    assert abs(result.draws["m"].mean() - 1.0) < 0.3 and result.draws["s"].min() > 0
+    np.testing.assert_allclose(result.draws["m2"], result.draws["m"] ** 2)  # generated quantities follow
+    assert set(result.stats) == {"lp", "log_q"} and 0 < result.timings["pareto_khat"] < 0.7
+    idata = engines.to_inference_data(result, {"big": ("k",)}, {"k": [0, 1, 2]}, {"method": "pathfinder"})
+    assert idata.posterior.attrs["method"] == "pathfinder" and "pareto_khat" in idata.posterior.attrs

@@ -412,11 +412,25 @@ def diagnose(
         chain_table = chain_table.merge(extra, left_on="chain", right_index=True, how="left")
     model = model or str(combined.posterior.attrs.get("model", "model"))
     adapt_delta = combined.posterior.attrs.get("adapt_delta")
-    return Diagnostics(
-        quantities=quantities,
-        chains=chain_table,
-        verdict=verdict(quantities, chain_table, thresholds, model, adapt_delta),
+    summary = verdict(quantities, chain_table, thresholds, model, adapt_delta)
+    methods = {str(c.posterior.attrs.get("method", "nuts")) for c in chains}
+    if methods != {"nuts"}:
+        summary = approximate_verdict(summary, methods, [c.posterior.attrs.get("pareto_khat") for c in chains])
+    return Diagnostics(quantities=quantities, chains=chain_table, verdict=summary)
+
+
+def approximate_verdict(summary: pd.DataFrame, methods: set[str], khats: Sequence) -> pd.DataFrame:
+    """Approximate draws never pass: every table built on them is marked not reliable, and the message says why."""
+    values = [float(k) for k in khats if k is not None and np.isfinite(float(k))]
+    khat = f"; Pareto k up to {max(values):.2f} (above 0.7: a poor approximation)" if values else ""
+    out = summary.copy()
+    out["passed"] = False
+    out["message"] = (
+        f"APPROXIMATE ({', '.join(sorted(methods))}): draws from a normal approximation, not MCMC; R-hat and ESS "
+        f"only measure agreement between independent paths{khat}. Use for a first look; rerun with "
+        "sampling.method: nuts for results to report. " + out["message"].astype(str)
     )
+    return out
 
 
 def read_quantities(path: str | Path) -> pd.DataFrame:

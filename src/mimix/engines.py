@@ -55,6 +55,7 @@ class ChainSettings:
     max_treedepth: int = 10
     init: dict[str, Any] | None = None  # None: Stan's uniform(-2, 2) on the unconstrained scale
     refresh: int = 50  # iterations between progress lines in the chain's log
+    method: str = "nuts"  # or "pathfinder" (approximate: one path, ``draws`` draws)
 
 
 @dataclass
@@ -265,6 +266,146 @@ def run_chain_pystan(
     )
 
 
+def _stan_parameters(program_code: str) -> list[str]:
+    """Names of the program's parameters (not transformed parameters or generated quantities), by stanc --info."""
+    import json
+    import subprocess
+
+    import httpstan
+
+    stanc = Path(httpstan.__file__).parent / "stanc"
+    with tempfile.TemporaryDirectory() as folder:
+        source = Path(folder) / "model.stan"
+        source.write_text(program_code)
+        info = json.loads(subprocess.run([str(stanc), "--info", str(source)], capture_output=True, text=True,
+                                         check=True).stdout)  # fmt: skip
+    return list(info["parameters"])
+
+
+def run_pathfinder_pystan(
+    program_code: str, data: dict, settings: ChainSettings, keep: list[str], logger: logging.Logger
+) -> ChainResult:
+    """Approximate draws by single-path Pathfinder (:mod:`mimix.pathfinder`) on PyStan's compiled model.
+
+    PyStan exposes no optimizer or variational method, but its compiled model computes the log
+    density and its gradient on the unconstrained scale, and maps unconstrained draws to every
+    saved quantity (generated quantities included; their random draws use the model's fixed
+    seed 0, so only their Rao-Blackwellized parts, e.g. inclusion probabilities, are exact per draw).
+    """
+    import httpstan
+    import httpstan.models
+
+    from mimix.pathfinder import PathfinderSettings, pathfinder
+
+    model, build_seconds = _pystan_build(program_code, data, settings.seed, logger)
+    module = httpstan.models.import_services_extension_module(model.model_name)
+    model_data = dict(model.data)
+    names, dims = module.get_param_names(model_data), module.get_dims(model_data)
+    shapes = dict(zip(names, (tuple(int(x) for x in d) for d in dims), strict=True))
+    parameters = _stan_parameters(program_code)
+    size = int(sum(np.prod(shapes[name], dtype=int) for name in parameters))
+    rng = np.random.default_rng(settings.seed)
+    x0 = rng.uniform(-2, 2, size)
+    if settings.init:  # the given values, the rest of the parameters from Stan's uniform(-2, 2)
+        flat = module.write_array(model_data, list(x0), False, False)
+        constrained = _unflatten(flat, parameters, shapes)
+        constrained.update({k: np.asarray(v, dtype=float) for k, v in settings.init.items() if k in constrained})
+        x0 = np.asarray(module.transform_inits(model_data, _json_ready(constrained)))
+    evaluations = 0
+
+    def log_density_gradient(x: np.ndarray) -> tuple[float, np.ndarray]:
+        nonlocal evaluations
+        evaluations += 1
+        if evaluations % max(settings.refresh, 1) == 0:
+            logger.info("pathfinder: %d log-density evaluations", evaluations)
+        try:
+            values = list(map(float, x))
+            return module.log_prob(model_data, values, True), np.asarray(module.log_prob_grad(model_data, values, True))
+        except Exception:  # outside the support or numerically impossible: -inf, as Stan does
+            return -np.inf, np.zeros_like(x)
+
+    start = time.perf_counter()
+    try:
+        result = pathfinder(log_density_gradient, x0, rng, PathfinderSettings(draws=settings.draws))
+    except RuntimeError as err:
+        raise EngineError(f"engine pystan: {err}") from err
+    fit_seconds = time.perf_counter() - start
+    logger.info(
+        "pathfinder: L-BFGS path of %d points, approximation at point %d (ELBO %.1f), %d evaluations, %.1f s",
+        result.path_length, result.iteration, result.elbo[result.iteration], evaluations, fit_seconds,
+    )  # fmt: skip
+    rows = [module.write_array(model_data, list(map(float, x)), True, True) for x in result.draws]
+    everything = [_unflatten(row, names, shapes) for row in rows]
+    draws = {name: np.stack([d[name] for d in everything]) for name in keep if name in shapes}
+    khat = _pareto_khat(result.log_p - result.log_q)
+    logger.info("pathfinder: Pareto k of the importance weights %.2f (above 0.7: the approximation is poor)", khat)
+    return ChainResult(
+        draws=draws,
+        stats={"lp": result.log_p, "log_q": result.log_q},
+        engine="pystan",
+        stan_version=f"{pystan_stan_version()} (httpstan {httpstan.__version__})",
+        timings={
+            "compile_seconds": build_seconds,
+            "sampling_seconds": time.perf_counter() - start,
+            "pareto_khat": khat,
+            "path_length": float(result.path_length),
+            "log_density_evaluations": float(evaluations),
+        },  # fmt: skip
+    )
+
+
+def _unflatten(flat: list[float], names: list[str], shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """Stan's flat output (each variable in column-major order, variables in ``names`` order) by name."""
+    out, position = {}, 0
+    for name in names:
+        shape = shapes[name]
+        n = int(np.prod(shape, dtype=int))
+        out[name] = np.asarray(flat[position : position + n], dtype=float).reshape(shape, order="F")
+        position += n
+    return out
+
+
+def _pareto_khat(log_weights: np.ndarray) -> float:
+    """Pareto-smoothed importance sampling shape k of the weights p/q (Vehtari et al. 2024)."""
+    import arviz as az
+
+    finite = np.where(np.isfinite(log_weights), log_weights, -np.inf)
+    _, khat = az.psislw(finite - finite.max())
+    return float(khat)
+
+
+def run_pathfinder_cmdstanpy(
+    stan_file: Path, data: dict, settings: ChainSettings, keep: list[str], logger: logging.Logger
+) -> ChainResult:
+    """Approximate draws by CmdStan's own single-path Pathfinder (generated quantities included)."""
+    import cmdstanpy
+
+    model, compile_seconds = _cmdstan_model(stan_file, logger)
+    start = time.perf_counter()
+    try:
+        fit = model.pathfinder(
+            data=_json_ready(data), seed=settings.seed, num_paths=1, draws=settings.draws,
+            inits=_json_ready(settings.init) if settings.init else None, psis_resample=False,
+            show_console=False,
+        )  # fmt: skip
+    except Exception as err:
+        raise EngineError(f"engine cmdstanpy: pathfinder failed: {err}") from err
+    draws = {name: np.asarray(fit.stan_variable(name)) for name in keep if name in fit.stan_variables()}
+    frame = fit.draws_pd()
+    stats = {"lp": frame["lp__"].to_numpy(), "log_q": frame["lp_approx__"].to_numpy()}
+    return ChainResult(
+        draws=draws,
+        stats=stats,
+        engine="cmdstanpy",
+        stan_version=".".join(map(str, cmdstanpy.cmdstan_version() or ("?",))),
+        timings={
+            "compile_seconds": compile_seconds,
+            "sampling_seconds": time.perf_counter() - start,
+            "pareto_khat": _pareto_khat(stats["lp"] - stats["log_q"]),
+        },  # fmt: skip
+    )
+
+
 def pystan_stan_version() -> str:
     """The Stan version bundled with httpstan (read from its stan/version.hpp)."""
     import httpstan
@@ -379,6 +520,12 @@ def run_chain(
     """Run one chain of ``model`` with the resolved ``engine`` ('cmdstanpy' or 'pystan')."""
     from mimix.models import program_code, stan_file
 
+    if settings.method == "pathfinder":
+        if engine == "pystan":
+            return run_pathfinder_pystan(program_code(model), data, settings, keep, logger)
+        return run_pathfinder_cmdstanpy(stan_file(model), data, settings, keep, logger)
+    if settings.method != "nuts":
+        raise InputError(f"sampling.method: {settings.method!r} is not one of nuts, pathfinder; fix the config")
     if engine == "pystan":
         return run_chain_pystan(program_code(model), data, settings, keep, logger)
     if engine == "cmdstanpy":

@@ -95,6 +95,7 @@ def fit_chain(
             "adapt_delta": settings.adapt_delta,
             "max_treedepth": settings.max_treedepth,
             "inits": inits,
+            "method": settings.method,
             "n_factors": n_factors if model != "mimix_nofactor" else 0,
         }
         return to_inference_data(result, dims, coordinates(model_input, n_factors), attrs)

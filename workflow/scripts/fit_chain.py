@@ -28,6 +28,7 @@ def main() -> None:
         thin=sampling["thin"],
         adapt_delta=sampling["adapt_delta"],
         max_treedepth=sampling["max_treedepth"],
+        method=sampling["method"],
         refresh=snakemake.config["sampling"]["refresh"],  # not a param: no rerun
     )
     with timed(logger, f"sampling {model} chain {chain}"):
@@ -43,15 +44,24 @@ def main() -> None:
             logger,
         )
     stats = idata.sample_stats
-    logger.info(
-        "chain %d: %d draws, %d divergent, %d at max tree depth, mean leapfrog steps %.1f, %.2f ms per gradient",
-        chain,
-        stats.sizes["draw"],
-        int(stats["diverging"].sum()),
-        int((stats["tree_depth"] >= settings.max_treedepth).sum()),
-        float(stats["n_steps"].mean()),
-        1000 * float(idata.posterior.attrs["seconds_per_gradient"]),
-    )
+    if settings.method == "nuts":
+        logger.info(
+            "chain %d: %d draws, %d divergent, %d at max tree depth, mean leapfrog steps %.1f, %.2f ms per gradient",
+            chain,
+            stats.sizes["draw"],
+            int(stats["diverging"].sum()),
+            int((stats["tree_depth"] >= settings.max_treedepth).sum()),
+            float(stats["n_steps"].mean()),
+            1000 * float(idata.posterior.attrs["seconds_per_gradient"]),
+        )
+    else:
+        logger.info(
+            "chain %d: %d APPROXIMATE draws (%s), Pareto k %.2f",
+            chain,
+            stats.sizes["draw"],
+            settings.method,
+            float(idata.posterior.attrs.get("pareto_khat", float("nan"))),
+        )
     atomic_write(snakemake.output[0], lambda tmp: idata.to_netcdf(str(tmp), engine="h5netcdf"))
 
 

@@ -52,6 +52,7 @@ def main() -> None:
         thin=sampling["thin"],
         adapt_delta=sampling["adapt_delta"],
         max_treedepth=sampling["max_treedepth"],
+        method=sampling["method"],
         refresh=snakemake.config["sampling"]["refresh"],
     )
     engine = select_engine(sampling["engine"])

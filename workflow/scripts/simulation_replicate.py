@@ -49,6 +49,7 @@ def main() -> None:
             thin=sampling["thin"],
             adapt_delta=sampling["adapt_delta"],
             max_treedepth=sampling["max_treedepth"],
+        method=sampling["method"],
             refresh=snakemake.config["sampling"]["refresh"],
         )
         with timed(logger, f"fitting {method}: {sampling['chains']} chain(s) with {engine}"):
