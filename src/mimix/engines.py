@@ -324,9 +324,15 @@ def run_pathfinder_pystan(
         except Exception:  # outside the support or numerically impossible: -inf, as Stan does
             return -np.inf, np.zeros_like(x)
 
+    def log_density(x: np.ndarray) -> float:
+        try:
+            return module.log_prob(model_data, list(map(float, x)), True)
+        except Exception:
+            return -np.inf
+
     start = time.perf_counter()
     try:
-        result = pathfinder(log_density_gradient, x0, rng, PathfinderSettings(draws=settings.draws))
+        result = pathfinder(log_density_gradient, x0, rng, PathfinderSettings(draws=settings.draws), log_density)
     except RuntimeError as err:
         raise EngineError(f"engine pystan: {err}") from err
     fit_seconds = time.perf_counter() - start

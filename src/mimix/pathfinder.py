@@ -149,8 +149,18 @@ def pathfinder(
     x0: np.ndarray,
     rng: np.random.Generator,
     settings: PathfinderSettings = PathfinderSettings(),
+    log_density: Callable[[np.ndarray], float] | None = None,
 ) -> PathfinderResult:
-    """Run single-path Pathfinder from ``x0`` and return draws of the best normal approximation."""
+    """Run single-path Pathfinder from ``x0`` and return draws of the best normal approximation.
+
+    ``log_density`` (without gradient) is used for the Monte Carlo ELBO and the final draws when the
+    engine can compute it more cheaply than the gradient.
+    """
+    if log_density is None:
+
+        def log_density(x: np.ndarray) -> float:
+            return log_density_gradient(x)[0]
+
     path, gradients, evaluations = lbfgs_path(log_density_gradient, x0, settings)
     xs, gs = np.array(path), np.array(gradients)
     # Differences of positions and of the gradient of -log p (what the optimizer minimizes).
@@ -167,7 +177,7 @@ def pathfinder(
         mean = xs[t] + a * gs[t] + basis @ (middle @ (basis.T @ gs[t]))
         approximation = LowRankNormal(mean, a, basis, middle)
         draws, log_q = approximation.sample(rng, settings.elbo_draws)
-        log_p = np.array([log_density_gradient(x)[0] for x in draws])
+        log_p = np.array([log_density(x) for x in draws])
         evaluations += len(draws)
         finite = np.isfinite(log_p)
         elbo[t] = float(np.mean(np.where(finite, log_p - log_q, -np.inf)))
@@ -180,6 +190,6 @@ def pathfinder(
         )
     _, approximation, _, _, chosen = best
     draws, log_q = approximation.sample(rng, settings.draws)
-    log_p = np.array([log_density_gradient(x)[0] for x in draws])
+    log_p = np.array([log_density(x) for x in draws])
     evaluations += len(draws)
     return PathfinderResult(draws, log_p, log_q, chosen, len(xs), elbo, evaluations)
