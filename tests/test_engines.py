@@ -13,12 +13,12 @@ from mimix.engines import ChainSettings, EngineError, select_engine
 from mimix.errors import InputError
 
 # A model small enough to compile quickly: y ~ N(m, s), with a 3-vector 'big' that stands in for
-# theta (sampled but never saved).
+# theta (sampled but never saved) and a random generated quantity.
 TOY = """
 data { int<lower=1> N; vector[N] y; }
 parameters { real m; real<lower=0> s; vector[3] big; }
 model { m ~ normal(0, 10); s ~ exponential(1); big ~ std_normal(); y ~ normal(m, s); }
-generated quantities { real m2 = square(m); }
+generated quantities { real m2 = square(m); real noise = normal_rng(0, 1); }
 """
 DATA = {"N": 20, "y": np.linspace(-1, 3, 20)}
 LOGGER = logging.getLogger("test")
@@ -160,10 +160,12 @@ def test_pystan_pathfinder_approximates_the_toy_posterior() -> None:
     """y ~ N(m, s) with 20 points: the posterior mean of m is near the sample mean 1.0 (posterior sd
     ~0.28; the approximation may be wider, so 0.3 is a loose but failing-when-broken bound)."""
     settings = ChainSettings(seed=3, draws=400, method="pathfinder", init={"m": 1.0})
-    result = engines.run_pathfinder_pystan(TOY, DATA, settings, ["m", "s", "m2", "big"], LOGGER)
+    result = engines.run_pathfinder_pystan(TOY, DATA, settings, ["m", "s", "m2", "big", "noise"], LOGGER)
     assert result.draws["m"].shape == (400,) and result.draws["big"].shape == (400, 3)
     assert abs(result.draws["m"].mean() - 1.0) < 0.3 and result.draws["s"].min() > 0
     np.testing.assert_allclose(result.draws["m2"], result.draws["m"] ** 2)  # generated quantities follow
+    # Random generated quantities get a fresh random stream per draw (400 N(0, 1) draws: sd 0.8-1.2).
+    assert len(np.unique(result.draws["noise"])) == 400 and 0.8 < result.draws["noise"].std() < 1.2
     assert set(result.stats) == {"lp", "log_q"} and 0 < result.timings["pareto_khat"] < 0.7
     idata = engines.to_inference_data(result, {"big": ("k",)}, {"k": [0, 1, 2]}, {"method": "pathfinder"})
     assert idata.posterior.attrs["method"] == "pathfinder" and "pareto_khat" in idata.posterior.attrs

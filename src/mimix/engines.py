@@ -9,6 +9,7 @@ sampler statistics, and timings; :func:`to_inference_data` turns it into ArviZ f
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import importlib.util
 import io
@@ -30,6 +31,7 @@ from mimix.errors import EngineError, InputError
 ENGINES = ("auto", "cmdstanpy", "pystan")
 BUILD_ATTEMPTS = 3
 PYSTAN_PIN = "3.10.0"  # = pyproject.toml
+GQ_BATCH = 100  # approximate draws per fixed-parameter request
 # Sampler statistics, named as ArviZ names them, from Stan's names.
 SAMPLE_STATS = {
     "lp__": "lp",
@@ -289,8 +291,8 @@ def run_pathfinder_pystan(
 
     PyStan exposes no optimizer or variational method, but its compiled model computes the log
     density and its gradient on the unconstrained scale, and maps unconstrained draws to every
-    saved quantity (generated quantities included; their random draws use the model's fixed
-    seed 0, so only their Rao-Blackwellized parts, e.g. inclusion probabilities, are exact per draw).
+    saved quantity (generated quantities included, with their random draws, through Stan's
+    fixed-parameter sampler).
     """
     import httpstan
     import httpstan.models
@@ -340,9 +342,7 @@ def run_pathfinder_pystan(
         "pathfinder: L-BFGS path of %d points, approximation at point %d (ELBO %.1f), %d evaluations, %.1f s",
         result.path_length, result.iteration, result.elbo[result.iteration], evaluations, fit_seconds,
     )  # fmt: skip
-    rows = [module.write_array(model_data, list(map(float, x)), True, True) for x in result.draws]
-    everything = [_unflatten(row, names, shapes) for row in rows]
-    draws = {name: np.stack([d[name] for d in everything]) for name in keep if name in shapes}
+    draws = _pystan_quantities_at(model, module, result.draws, parameters, shapes, keep, settings.seed)
     khat = _pareto_khat(result.log_p - result.log_q)
     logger.info("pathfinder: Pareto k of the importance weights %.2f (above 0.7: the approximation is poor)", khat)
     return ChainResult(
@@ -358,6 +358,50 @@ def run_pathfinder_pystan(
             "log_density_evaluations": float(evaluations),
         },  # fmt: skip
     )
+
+
+def _pystan_quantities_at(
+    model, module, unconstrained: np.ndarray, parameters: list[str], shapes: dict, keep: list[str], seed: int
+) -> dict[str, np.ndarray]:
+    """Every kept quantity at each unconstrained draw.
+
+    httpstan's write_array seeds the generated quantities' random numbers with 0 on every call, so
+    random generated quantities (omega, hence beta) would repeat one random stream across draws.
+    Stan's fixed-parameter sampler instead runs each draw as its own one-iteration chain with its
+    own random stream (seed + chain number); batches keep the request size bounded.
+    """
+    import httpstan.cache
+
+    model_data = dict(model.data)
+    inits = []
+    for x in unconstrained:
+        flat = module.write_array(model_data, list(map(float, x)), False, False)
+        inits.append(_json_ready(_unflatten(flat, parameters, shapes)))
+    written: list[str] = []
+    original_dump = httpstan.cache.dump_fit
+
+    def recording_dump(fit_bytes: bytes, name: str) -> None:
+        written.append(name)
+        original_dump(fit_bytes, name)
+
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in keep if name in shapes}
+    httpstan.cache.dump_fit = recording_dump
+    try:
+        for start in range(0, len(inits), GQ_BATCH):
+            batch = inits[start : start + GQ_BATCH]
+            # Streams are seeded by (seed, chain number): each batch gets its own seed so that its
+            # chains 1..n do not repeat the previous batch's random numbers.
+            batch_model = dataclasses.replace(model, random_seed=(seed + 104_729 * start) % 2**31)
+            with _patient_http_client(), contextlib.redirect_stderr(io.StringIO()):
+                fit = batch_model.fixed_param(num_chains=len(batch), num_samples=1, init=batch)
+            for name in parts:
+                parts[name].append(_pystan_draws(fit, name))
+    finally:
+        httpstan.cache.dump_fit = original_dump
+        for name in written:
+            with contextlib.suppress(Exception):
+                httpstan.cache.delete_fit(name)
+    return {name: np.concatenate(values) for name, values in parts.items()}
 
 
 def _unflatten(flat: list[float], names: list[str], shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
