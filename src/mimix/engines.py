@@ -339,8 +339,10 @@ def run_pathfinder_pystan(
         raise EngineError(f"engine pystan: {err}") from err
     fit_seconds = time.perf_counter() - start
     logger.info(
-        "pathfinder: L-BFGS path of %d points, approximation at point %d (ELBO %.1f), %d evaluations, %.1f s",
-        result.path_length, result.iteration, result.elbo[result.iteration], evaluations, fit_seconds,
+        "pathfinder: L-BFGS path of %d points, approximation at point %d (ELBO %.1f), "
+        "%d log-density evaluations (%d with gradient), %.1f s",
+        result.path_length, result.iteration, result.elbo[result.iteration], result.evaluations, evaluations,
+        fit_seconds,
     )  # fmt: skip
     draws = _pystan_quantities_at(model, module, result.draws, parameters, shapes, keep, settings.seed)
     khat = _pareto_khat(result.log_p - result.log_q)
@@ -355,7 +357,7 @@ def run_pathfinder_pystan(
             "sampling_seconds": time.perf_counter() - start,
             "pareto_khat": khat,
             "path_length": float(result.path_length),
-            "log_density_evaluations": float(evaluations),
+            "log_density_evaluations": float(result.evaluations),
         },  # fmt: skip
     )
 
