@@ -1,0 +1,283 @@
+// EXPERIMENTAL VARIANT (bench/geometry-log.md, "Session 2 runs", row G12m); not project code.
+// Derived from workflow/stan/mimix_gaussian.stan (md5 f435d72796b3558b74bc22de0634a171) by
+// /tmp/geo2/mkvariants.py: zero_nc + lower_tri + mu_star. Changes (the prior is unchanged except for
+// the identification constraint):
+//  1. Zero-count cells of theta non-centred: parameter theta_raw (N x K) holds theta for non-zero
+//     cells and z = (theta - mean) / sigma_k for zero cells; theta is a local; Jacobian
+//     + sum_k n0_k log sigma_k (n0_k = zero cells of taxon k).
+//  2. Identified loadings: z_Lambda lower-triangular (z_lk = 0 for k < l) with a positive diagonal
+//     (z_diag, half-normal), so Lambda_ll > 0; removes rotation and sign switching of the factors.
+//  3. Shear mu_star = mu + Lambda' fbar (fbar = column means of F) replaces mu as a parameter
+//     (Jacobian 1); mu is a transformed parameter and keeps its N(0, sigma2_mu) prior. Removes the
+//     likelihood-flat direction F += c (all rows), h += c, mu -= Lambda' c from mu.
+// NutNet-100, L = 10, 300 + 200, depth 8: still 255 leapfrog (cap) but step 0.021 vs 0.015,
+// median ESS of F 8.6 vs 5.4 (G1), z_Lambda 18.6 vs 7.8; NOT at the 127-step target.
+// MIMIX with Gaussian loadings (Grantham, Reich, Borer & Gross, arXiv:1703.07747, Sec. 2).
+//
+// Model (paper's notation; the paper writes sigma2 for variances):
+//   Y_i ~ Multinomial(m_i, softmax(theta_i))                             [likelihood]
+//   theta_ik ~ N(mu_k + (Lambda' f_i)_k, sigma2_k), sigma2_k ~ InvGamma(1, 1)
+//   mu_k ~ N(0, sigma2_mu), sigma2_mu ~ InvGamma(1, 1)
+//   f_i ~ N_L(b x_i + sum_q g[., block[i, q]], I)
+//   g_(l,r) ~ N(0, sigma2_g[factor of r]), sigma2_g ~ InvGamma(1, 1)
+//   b = omega .* b_tilde, b_tilde_lj ~ N(0, sigma2_b[j]), sigma2_b ~ InvGamma(1, 1)
+//   omega_lj ~ Bernoulli(pi_j), pi_j ~ Beta(1, L)
+//   Lambda_lk ~ N(0, sigma2_lambda_l), sigma2_lambda_l ~ InvGamma(1, 1)          [Gaussian loadings]
+//   Treatment effect on taxa: beta = Lambda' b (K x P).
+//
+// Parametrization (why):
+// * omega AND b_tilde are integrated out exactly, per factor row l, over the 2^P inclusion
+//   patterns s: given s, column l of F - (block effects) is Gaussian with covariance
+//   I + X_s diag(sigma2_b[s]) X_s', evaluated with the sufficient statistics X'X and X'(F - G)
+//   (one P x P eigendecomposition per pattern, never an N x N matrix). F stays explicit (the exact
+//   marginalization needs it) and centred. omega and b are drawn from their exact conditionals in
+//   generated quantities, so incl_prob is Rao-Blackwellized over b_tilde as well.
+// * Blocking effects in the factor layer are hierarchically centred along nested factors
+//   (parameter h[r] = mean of level r, a nested level centred on its parent's mean); gamma = h -
+//   (parent mean) is unit-triangular (Jacobian 1), so the prior is stated on g exactly as in the
+//   paper. In the no-factor prototype this cut leapfrog steps 511 -> 255.
+// * Loadings are non-centred: Lambda_l = sqrt(sigma2_lambda_l) z_l, z ~ N(0, 1).
+// * theta stays explicit and centred.
+// Measured on NutNet-100 (N = 166, K = 101, P = 3, site + block nested; PyStan 3.10, 1 chain,
+// 200 warmup + 100 draws, adapt_delta 0.9, max tree depth 8; SVD inits; bench/geometry-log.md
+// run 5), L = 10: 255 leapfrog/iteration (depth cap 8 at every iteration), step 0.018, 0
+// divergences, min bulk ESS in 100 draws: global_prob 31, sigma2_b 64, lambda_diag 5.6, beta 2.9,
+// sigma2 2.9. Step size 3x that of the Dirichlet-Laplace model at the same L, but not yet at the
+// 127-step target; the centred-loading alternative was not measured.
+//
+// Limit: P <= P_MAX = 6 treatment columns (2^6 = 64 inclusion patterns per factor row).
+functions {
+  // 2^P x P matrix of 0/1 inclusion patterns; row s is the binary expansion of s - 1.
+  matrix inclusion_patterns(int P, int S) {
+    matrix[S, P] pat;
+    for (s in 1:S) {
+      int rest = s - 1;
+      for (j in 1:P) {
+        pat[s, j] = rest % 2;
+        rest = rest %/% 2;
+      }
+    }
+    return pat;
+  }
+
+  // Log weight, up to a constant shared by all patterns, of each inclusion pattern s (rows) for C
+  // Gaussian regressions (columns) r_c = X_s b_s + e_c, e_c ~ N(0, v_c I), b_s ~ N(0, diag(sd_b[s])^2),
+  // with b_s integrated out:
+  //   w[s, c] = log p(s | pi) + 0.5 u' B^{-1} u - 0.5 log det B,
+  //   B = I + M_s / v_c,  M_s = D X_s'X_s D,  u = D X_s' r_c / v_c,  D = diag(sd_b[s]).
+  // One eigendecomposition M_s = V diag(lambda) V' per pattern makes each regression O(P^2).
+  matrix pattern_log_weights(matrix XtX, matrix XtR, vector v, vector sd_b, matrix pat,
+                             array[,] int pat_cols, array[] int pat_size, vector log_pi,
+                             vector log1m_pi) {
+    int S = rows(pat);
+    int C = cols(XtR);
+    matrix[S, C] w;
+    row_vector[C] inv_v = (1 ./ v)';
+    for (s in 1:S) {
+      real lp_s = pat[s] * log_pi + (1 - pat[s]) * log1m_pi;
+      int n = pat_size[s];
+      if (n == 0) {
+        w[s] = rep_row_vector(lp_s, C);
+      } else {
+        array[n] int idx = pat_cols[s, 1:n];
+        vector[n] d = sd_b[idx];
+        tuple(matrix[n, n], vector[n]) ev = eigendecompose_sym(quad_form_diag(XtX[idx, idx], d));
+        matrix[n, C] z = ev.1' * diag_pre_multiply(d, XtR[idx, :]);  // V' D X_s'r_c
+        matrix[n, C] g = ev.2 * inv_v;  // lambda_j / v_c
+        w[s] = lp_s + 0.5 * columns_dot_product(z, z ./ (1 + g)) .* square(inv_v)
+               - 0.5 * rep_row_vector(1, n) * log1p(g);
+      }
+    }
+    return w;
+  }
+
+  // Draw b_s from its Gaussian conditional given pattern s (columns idx) for one regression:
+  // e = b_s ./ d ~ N(B^{-1} u, B^{-1}) with B and u as in pattern_log_weights.
+  vector slab_rng(matrix XtX, vector xtr, real v, vector sd_b, array[] int idx) {
+    int n = size(idx);
+    vector[n] d = sd_b[idx];
+    tuple(matrix[n, n], vector[n]) ev = eigendecompose_sym(quad_form_diag(XtX[idx, idx], d));
+    vector[n] prec = 1 + ev.2 / v;  // eigenvalues of B
+    vector[n] proj = ev.1' * (d .* xtr[idx] / v);  // V' u
+    vector[n] e = ev.1 * (proj ./ prec + to_vector(normal_rng(rep_vector(0, n), 1)) ./ sqrt(prec));
+    return d .* e;
+  }
+
+  // Effects gamma (R x C) of the blocking levels from their hierarchically centred means h:
+  // a nested level is centred on its parent's mean, a first-factor level on root, others on 0.
+  // The map h -> gamma is unit-triangular (Jacobian 1).
+  matrix level_effects(matrix h, row_vector root, array[] int level_factor,
+                       array[] int level_parent) {
+    matrix[rows(h), cols(h)] gamma = h;
+    for (r in 1:rows(h)) {
+      if (level_parent[r] > 0) {
+        gamma[r] -= h[level_parent[r]];
+      } else if (level_factor[r] == 1) {
+        gamma[r] -= root;
+      }
+    }
+    return gamma;
+  }
+}
+data {
+  int<lower=1> N;                         // samples
+  int<lower=2> K;                         // taxa (columns of Y)
+  int<lower=1> P;                         // treatment columns of X
+  int<lower=1> L;                         // latent factors (declare in all three models; nofactor ignores it)
+  int<lower=0> Q;                         // blocking factors
+  int<lower=0> R;                         // blocking levels, counted across all factors
+  array[N, K] int<lower=0> Y;             // counts
+  matrix[N, P] X;                         // treatment design, no intercept
+  array[N, Q] int<lower=1, upper=R> block;    // level of each blocking factor for each sample
+  array[R] int<lower=1, upper=Q> level_factor; // which blocking factor each level belongs to
+  array[R] int<lower=0, upper=R> level_parent; // level of the previous factor that contains this level when factors are nested, else 0
+  int<lower=1> T;                         // formula terms (a term may span several columns)
+  array[T, P] int<lower=0, upper=1> term_cols; // 1 when column j belongs to term t
+  int<lower=1> A;                         // size of the grid for a_l (mimix only; declare in all)
+  vector<lower=0>[A] a_grid;              // 0.01, 0.02, ..., 0.50
+}
+transformed data {
+  int P_MAX = 6;  // 2^P inclusion patterns are enumerated per factor row
+  if (P > P_MAX) {
+    reject("mimix_gaussian: the treatment design has P = ", P, " columns; at most P_MAX = ", P_MAX,
+           " are supported (2^P inclusion patterns are enumerated). Drop or merge columns.");
+  }
+  int S = 1;  // number of inclusion patterns, 2^P
+  for (j in 1:P) {
+    S *= 2;
+  }
+  matrix[S, P] pat = inclusion_patterns(P, S);  // pattern s: pat[s, j] = 1 when column j is in
+  array[S, P] int pat_int;  // the same as integers, for omega
+  array[S, P] int pat_cols = rep_array(0, S, P);  // included columns, left-aligned
+  array[S] int pat_size = rep_array(0, S);  // number of included columns
+  matrix[T, S] term_off;  // 1 when pattern s includes no column of term t
+  for (s in 1:S) {
+    for (j in 1:P) {
+      pat_int[s, j] = pat[s, j] > 0.5;
+      if (pat_int[s, j]) {
+        pat_size[s] += 1;
+        pat_cols[s, pat_size[s]] = j;
+      }
+    }
+    for (t in 1:T) {
+      term_off[t, s] = dot_product(to_vector(term_cols[t]), pat[s]') == 0;
+    }
+  }
+  matrix[P, S] pat_off = (1 - pat)';  // 1 when pattern s excludes column j
+  matrix[P, P] XtX = crossprod(X);  // sufficient statistic of the slab regressions
+  matrix[N, K] W0;  // 1 for zero-count cells (non-centred theta), else 0
+  for (i in 1:N) {
+    for (k in 1:K) {
+      W0[i, k] = Y[i, k] == 0;
+    }
+  }
+  matrix[N, K] W1 = 1 - W0;
+  vector[K] n0 = (rep_row_vector(1, N) * W0)';  // zero cells per taxon
+  matrix[N, R] Z = rep_matrix(0, N, R);  // Z[i, r] = 1 when sample i is in level r
+  for (i in 1:N) {
+    for (q in 1:Q) {
+      Z[i, block[i, q]] = 1;
+    }
+  }
+}
+parameters {
+  matrix[N, K] theta_raw;  // theta for non-zero cells; standardized residual z for zero cells
+  vector[K] mu_star;  // mu + Lambda' fbar, fbar = column means of F (shear, Jacobian 1)
+  real<lower=0> sigma2_mu;  // variance of mu
+  vector<lower=0>[K] sigma2;  // taxon-specific error variance
+  matrix[N, L] F;  // factor scores f_i (rows), centred
+  matrix[R, L] h;  // hierarchically centred level means in the factor layer (see header)
+  vector<lower=0>[Q] sigma2_g;  // variance of the level effects g, per blocking factor
+  vector<lower=0>[P] sigma2_b;  // slab variance, per treatment column
+  vector<lower=0, upper=1>[P] pi;  // prior inclusion probability, per treatment column
+  vector<lower=0>[L] z_diag;  // diagonal of the non-centred loadings (identification)
+  vector[L * K - (L * (L + 1)) %/% 2] z_low;  // entries k > l of the non-centred loadings
+  vector<lower=0>[L] sigma2_lambda;  // loading variance, per factor
+}
+transformed parameters {
+  matrix[L, K] z_Lambda = rep_matrix(0, L, K);  // lower-triangular: z_lk = 0 for k < l
+  {
+    int pos = 1;
+    for (l in 1:L) {
+      z_Lambda[l, l] = z_diag[l];
+      if (l < K) {
+        z_Lambda[l, (l + 1):K] = z_low[pos:(pos + K - l - 1)]';
+        pos += K - l;
+      }
+    }
+  }
+  matrix[L, K] Lambda = diag_pre_multiply(sqrt(sigma2_lambda), z_Lambda);  // factor loadings
+  vector[K] mu = mu_star - Lambda' * (rep_row_vector(1.0 / N, N) * F)';  // taxon means
+}
+model {
+  matrix[R, L] g = level_effects(h, rep_row_vector(0, L), level_factor, level_parent);  // paper's g'
+  vector[R] sd_level = sqrt(sigma2_g[level_factor]);
+  matrix[N, L] F_resid = F - Z * g;  // F minus its blocking part
+
+  sigma2_mu ~ inv_gamma(1, 1);
+  mu ~ normal(0, sqrt(sigma2_mu));
+  sigma2 ~ inv_gamma(1, 1);
+  sigma2_g ~ inv_gamma(1, 1);
+  to_vector(g) ~ normal(0, to_vector(rep_matrix(sd_level, L)));
+  sigma2_b ~ inv_gamma(1, 1);
+  pi ~ beta(1, L);
+  sigma2_lambda ~ inv_gamma(1, 1);
+  z_diag ~ std_normal();  // half-normal
+  z_low ~ std_normal();
+  // F given everything but b: N(block effects, I), times the pattern mixture of the collapsed
+  // spike-and-slab (b_tilde and omega integrated out per factor row)
+  to_vector(F_resid) ~ std_normal();
+  {
+    matrix[S, L] w = pattern_log_weights(XtX, X' * F_resid, rep_vector(1, L), sqrt(sigma2_b), pat,
+                                         pat_cols, pat_size, log(pi), log1m(pi));
+    for (l in 1:L) {
+      target += log_sum_exp(w[:, l]);
+    }
+  }
+  {
+    matrix[N, K] theta_mean = rep_matrix(mu', N) + F * Lambda;
+    matrix[N, K] resid = W1 .* (theta_raw - theta_mean)
+                         + W0 .* theta_raw .* rep_matrix(sqrt(sigma2)', N);  // theta - mean
+    matrix[N, K] theta = theta_mean + resid;
+    for (k in 1:K) {
+      resid[:, k] ~ normal(0, sqrt(sigma2[k]));
+    }
+    target += 0.5 * dot_product(n0, log(sigma2));  // Jacobian of theta = mean + sigma z (zero cells)
+    for (i in 1:N) {
+      Y[i] ~ multinomial_logit(theta[i]');
+    }
+  }
+}
+generated quantities {
+  matrix[K, P] beta;  // treatment effects on taxa, Lambda' b
+  matrix[L, P] incl_prob;  // P(omega_lj = 1 | F, g, sigma2_b, pi), b_tilde integrated out
+  array[L, P] int omega;  // inclusion indicators, drawn from their exact conditional
+  vector[P] global_prob;  // P(any factor row includes column j | rest)
+  vector[T] term_prob;  // P(any factor row includes any column of term t | rest)
+  vector[K] lambda_diag = columns_dot_self(Lambda)';  // diag(Lambda' Lambda)
+  vector[K] eta = lambda_diag ./ (lambda_diag + sigma2);  // share of variance through the factors
+  {
+    matrix[L, P] b = rep_matrix(0, L, P);  // omega .* b_tilde
+    matrix[P, L] XtF = X' * (F - Z * level_effects(h, rep_row_vector(0, L), level_factor,
+                                                  level_parent));
+    matrix[S, L] w = pattern_log_weights(XtX, XtF, rep_vector(1, L), sqrt(sigma2_b), pat,
+                                         pat_cols, pat_size, log(pi), log1m(pi));
+    vector[P] none_col = rep_vector(1, P);  // prod_l P(omega_lj = 0 | rest)
+    vector[T] none_term = rep_vector(1, T);  // prod_l P(omega_lj = 0 for all j in t | rest)
+    for (l in 1:L) {
+      vector[S] p = softmax(w[:, l]);  // pattern probabilities of factor row l
+      int s = categorical_rng(p);
+      incl_prob[l] = (pat' * p)';
+      none_col .*= pat_off * p;
+      none_term .*= term_off * p;
+      omega[l] = pat_int[s];
+      if (pat_size[s] > 0) {
+        array[pat_size[s]] int idx = pat_cols[s, 1:pat_size[s]];
+        b[l, idx] = slab_rng(XtX, XtF[:, l], 1, sqrt(sigma2_b), idx)';
+      }
+    }
+    global_prob = 1 - none_col;
+    term_prob = 1 - none_term;
+    beta = Lambda' * b;
+  }
+}
