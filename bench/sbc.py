@@ -336,7 +336,9 @@ def write_summary(tests: pd.DataFrame, runs: pd.DataFrame, command: str) -> None
         if row["quantity"] == "global_prob":
             ps.append(row["z_p"])
         verdict = "FAIL" if min(ps) < alpha / n_tests else "pass"
-        lines.append(f"- {row['model']} {row['quantity']}: {verdict} (p = {min(ps):.3g}, {row['replicates']} replicates)")
+        lines.append(
+            f"- {row['model']} {row['quantity']}: {verdict} (p = {min(ps):.3g}, {row['replicates']} replicates)"
+        )
     (OUT / "summary.md").write_text("\n".join(lines) + "\n")
 
 
