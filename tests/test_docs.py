@@ -65,3 +65,29 @@ def test_walkthrough_commands_run(tmp_path: Path) -> None:
         assert (results / "mimix_nofactor" / table).exists()
     for table in ("latent/clusters.tsv", "latent/correlation.tsv", "latent/factors.tsv"):
         assert (results / "mimix_gaussian" / table).exists()
+
+
+NUTNET_DATA = ROOT.parent / "shared" / "data" / "nutnet"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not NUTNET_DATA.exists(), reason="the NutNet data (../shared/data/nutnet) is not on this machine")
+def test_nutnet_example_commands(tmp_path: Path) -> None:
+    """docs/nutnet.md: its data-stage command runs for real; the fit and report commands as a dry run
+    (the fit itself takes about an hour: its numbers in the document come from a real run)."""
+    blocks = shell_blocks((ROOT / "docs" / "nutnet.md").read_text())
+    assert len(blocks) >= 2 and "config/nutnet.yaml" in blocks[0]
+    project = tmp_path / "project"
+    project.mkdir()
+    for part in PROJECT_PARTS:
+        source = ROOT / part
+        copy = shutil.copytree if source.is_dir() else shutil.copy
+        copy(source, project / part)
+    (tmp_path / "shared").symlink_to(ROOT.parent / "shared")  # config/nutnet.yaml reads ../shared/data/nutnet
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    dry = [re.sub(r"^snakemake ", "snakemake --dry-run ", line) for block in blocks[1:] for line in block.splitlines()]
+    script = "set -euo pipefail\n" + blocks[0] + "\n" + "\n".join(dry)
+    result = subprocess.run(["bash", "-c", script], cwd=project, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = (project / "results" / "nutnet" / "data" / "summary.json").read_text()
+    assert '"samples_kept": 166' in summary
