@@ -717,13 +717,14 @@ def latent_structure_figure(
             interpolation="nearest",
         )  # fmt: skip
         image = heat.imshow(matrix, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto", interpolation="nearest")
-        for _, start, stop in multi:
-            heat.add_patch(Rectangle((start - 0.5, start - 0.5), stop - start, stop - start, fill=False, lw=1.3))
-            for axis in (strip,):
-                axis.axhline(start - 0.5, color=OKABE_ITO["black"], lw=0.6)
-                axis.axhline(stop - 0.5, color=OKABE_ITO["black"], lw=0.6)
         min_size = max(2, k // 40)
         tops = [(label, start, stop) for label, start, stop in multi if stop - start >= min_size]
+        for _, start, stop in multi:
+            heat.add_patch(Rectangle((start - 0.5, start - 0.5), stop - start, stop - start, fill=False, lw=1.3))
+        # With hundreds of taxa, boundary lines of every small subcommunity would hide the strip's marks.
+        for _, start, stop in multi if labelled else tops:
+            strip.axhline(start - 0.5, color=OKABE_ITO["black"], lw=0.6)
+            strip.axhline(stop - 0.5, color=OKABE_ITO["black"], lw=0.6)
         heat.set_xticks([(start + stop - 1) / 2 for _, start, stop in tops], [str(label) for label, _, _ in tops])
         heat.xaxis.tick_top()
         heat.tick_params(axis="x", labelsize=8, length=0)
