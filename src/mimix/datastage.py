@@ -94,6 +94,11 @@ def read_table(path: str | Path, index: bool = True, **kwargs) -> pd.DataFrame:
     )
 
 
+def read_rows(paths) -> pd.DataFrame:
+    """Concatenate one-row (or few-row) tables written per job, e.g. simulation replicates."""
+    return pd.concat([read_table(path, index=False) for path in paths], ignore_index=True)
+
+
 def read_terms(path: str | Path) -> dict[str, list[str]]:
     """terms.tsv as {term: [columns]} in formula order."""
     terms: dict[str, list[str]] = {}

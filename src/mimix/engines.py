@@ -59,6 +59,12 @@ class ChainSettings:
     refresh: int = 50  # iterations between progress lines in the chain's log
     method: str = "nuts"  # or "pathfinder" (approximate: one path, ``draws`` draws)
 
+    @classmethod
+    def from_config(cls, sampling: dict, refresh: int, chain_id: int = 1) -> ChainSettings:
+        """The config's ``sampling`` section as one chain's settings (seed 0: fitting derives each chain's seed)."""
+        keys = ("warmup", "draws", "thin", "adapt_delta", "max_treedepth", "method")
+        return cls(seed=0, chain_id=chain_id, refresh=refresh, **{key: sampling[key] for key in keys})
+
 
 @dataclass
 class ChainResult:
@@ -173,6 +179,29 @@ def _stable_httpstan_model_names() -> None:
     httpstan.models.calculate_model_name = calculate_model_name
 
 
+@contextlib.contextmanager
+def _deleting_httpstan_fits():
+    """Delete the fits httpstan caches on disk during the block: our outputs are written elsewhere, and
+    the cached copies (every draw of theta included) would fill the disk over many runs."""
+    import httpstan.cache
+
+    written: list[str] = []
+    original_dump = httpstan.cache.dump_fit
+
+    def recording_dump(fit_bytes: bytes, name: str) -> None:
+        written.append(name)
+        original_dump(fit_bytes, name)
+
+    httpstan.cache.dump_fit = recording_dump
+    try:
+        yield
+    finally:
+        httpstan.cache.dump_fit = original_dump
+        for name in written:
+            with contextlib.suppress(Exception):
+                httpstan.cache.delete_fit(name)
+
+
 def _pystan_build(program_code: str, data: dict, seed: int, logger: logging.Logger):
     try:
         import stan
@@ -221,17 +250,9 @@ def run_chain_pystan(
 ) -> ChainResult:
     """One chain with PyStan 3 (httpstan); the fit httpstan caches on disk is deleted afterwards."""
     import httpstan
-    import httpstan.cache
 
     model, build_seconds = _pystan_build(program_code, data, settings.seed, logger)
     logger.info("pystan model ready in %.1f s (compiled models are cached by httpstan)", build_seconds)
-    written: list[str] = []
-    original_dump = httpstan.cache.dump_fit
-
-    def recording_dump(fit_bytes: bytes, name: str) -> None:
-        written.append(name)
-        original_dump(fit_bytes, name)
-
     kwargs: dict[str, Any] = {
         "num_chains": 1,
         "num_warmup": settings.warmup,
@@ -244,17 +265,11 @@ def run_chain_pystan(
     if settings.init is not None:
         kwargs["init"] = [_json_ready(settings.init)]
     start = time.perf_counter()
-    httpstan.cache.dump_fit = recording_dump
     try:
-        with contextlib.redirect_stderr(_LogWriter(logger)), _patient_http_client():
+        with _deleting_httpstan_fits(), contextlib.redirect_stderr(_LogWriter(logger)), _patient_http_client():
             fit = model.sample(**kwargs)
     except RuntimeError as err:
         raise EngineError(f"engine pystan: sampling failed: {err}") from err
-    finally:
-        httpstan.cache.dump_fit = original_dump
-        for name in written:
-            with contextlib.suppress(Exception):
-                httpstan.cache.delete_fit(name)
     sampling_seconds = time.perf_counter() - start
     draws = {name: _pystan_draws(fit, name) for name in keep if name in fit}
     sampler_names = set(fit.sample_and_sampler_param_names)
@@ -372,23 +387,13 @@ def _pystan_quantities_at(
     Stan's fixed-parameter sampler instead runs each draw as its own one-iteration chain with its
     own random stream (seed + chain number); batches keep the request size bounded.
     """
-    import httpstan.cache
-
     model_data = dict(model.data)
     inits = []
     for x in unconstrained:
         flat = module.write_array(model_data, list(map(float, x)), False, False)
         inits.append(_json_ready(_unflatten(flat, parameters, shapes)))
-    written: list[str] = []
-    original_dump = httpstan.cache.dump_fit
-
-    def recording_dump(fit_bytes: bytes, name: str) -> None:
-        written.append(name)
-        original_dump(fit_bytes, name)
-
     parts: dict[str, list[np.ndarray]] = {name: [] for name in keep if name in shapes}
-    httpstan.cache.dump_fit = recording_dump
-    try:
+    with _deleting_httpstan_fits():
         for start in range(0, len(inits), GQ_BATCH):
             batch = inits[start : start + GQ_BATCH]
             # Streams are seeded by (seed, chain number): each batch gets its own seed so that its
@@ -398,11 +403,6 @@ def _pystan_quantities_at(
                 fit = batch_model.fixed_param(num_chains=len(batch), num_samples=1, init=batch)
             for name in parts:
                 parts[name].append(_pystan_draws(fit, name))
-    finally:
-        httpstan.cache.dump_fit = original_dump
-        for name in written:
-            with contextlib.suppress(Exception):
-                httpstan.cache.delete_fit(name)
     return {name: np.concatenate(values) for name, values in parts.items()}
 
 

@@ -16,7 +16,6 @@ which the global test detects the treatment, with a Wilson interval for the Mont
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from mimix.simstudy import interval_calls, text_seed
 from mimix.simulate import SimulatedData, SimulationSettings
 
 POWER_COLUMNS = [
@@ -111,8 +111,7 @@ class PilotParameters:
 
 
 def replicate_seed(base_seed: int, size: str, replicate: int) -> int:
-    digest = hashlib.sha256(f"power:{base_seed}:{size}:{replicate}".encode()).hexdigest()
-    return int(digest[:8], 16)
+    return text_seed(f"power:{base_seed}:{size}:{replicate}")
 
 
 def simulate_experiment(
@@ -158,9 +157,7 @@ def replicate_result(
     beta_draws: np.ndarray, true_beta: np.ndarray, global_prob: float, threshold: float, interval_level: float
 ) -> dict[str, float | int | bool]:
     """Detection, true and false discoveries (interval excluding 0) of one fitted experiment."""
-    alpha = (1 - interval_level) / 2
-    lower, upper = np.quantile(beta_draws, [alpha, 1 - alpha], axis=0)
-    declared = (lower > 0) | (upper < 0)
+    declared = interval_calls(beta_draws, interval_level)[2]
     responding = true_beta != 0
     return {
         "global_prob": float(global_prob),

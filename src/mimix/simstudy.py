@@ -95,10 +95,14 @@ def study_settings(grid: Mapping[str, Sequence] = PAPER_GRID) -> list[StudySetti
     return out
 
 
+def text_seed(text: str) -> int:
+    """A seed determined by a text (the same on every machine and in every job order)."""
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+
+
 def replicate_seed(base_seed: int, setting: str, replicate: int) -> int:
     """A seed that depends on the base seed, the setting and the replicate only (not on job order)."""
-    digest = hashlib.sha256(f"{base_seed}:{setting}:{replicate}".encode()).hexdigest()
-    return int(digest[:8], 16)
+    return text_seed(f"{base_seed}:{setting}:{replicate}")
 
 
 def simulator_options(options: Mapping | None) -> dict:
@@ -151,14 +155,35 @@ def model_input(data: SimulatedData) -> ModelInput:
     return ModelInput(counts=data.counts, X=design.X, terms=design.terms, blocks=blocks, taxa=taxa)
 
 
+def interval_calls(beta_draws: np.ndarray, interval_level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Equal-tailed interval per taxon and the paper's call (the interval excludes 0); draws x taxa."""
+    alpha = (1 - interval_level) / 2
+    lower, upper = np.quantile(beta_draws, [alpha, 1 - alpha], axis=0)
+    return lower, upper, (lower > 0) | (upper < 0)
+
+
+def column_draws(posterior, true_beta: pd.Series, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """Draws x taxa of one treatment column of beta, and the true effects in the same taxon order."""
+    beta = posterior["beta"].sel(column=column).transpose("chain", "draw", "taxon")
+    truth = true_beta.reindex([str(t) for t in beta["taxon"].values]).to_numpy(dtype=float)
+    return beta.values.reshape(-1, beta.sizes["taxon"]), truth
+
+
+def max_rhat(posterior) -> float:
+    """Largest R-hat over beta and the global probabilities (NaN with one chain)."""
+    if posterior.sizes["chain"] < 2:
+        return np.nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rhat = az.rhat(posterior[["beta", "global_prob"]])
+    return float(np.nanmax([np.nanmax(rhat[v].values) for v in rhat.data_vars]))
+
+
 def local_metrics(
     beta_draws: np.ndarray, true_beta: np.ndarray, interval_level: float = 0.95
 ) -> dict[str, float | int]:
     """MSE (x100), coverage, TPR and TNR of one treatment column; ``beta_draws`` is draws x taxa."""
-    alpha = (1 - interval_level) / 2
-    lower, upper = np.quantile(beta_draws, [alpha, 1 - alpha], axis=0)
+    lower, upper, declared = interval_calls(beta_draws, interval_level)
     mean = beta_draws.mean(axis=0)
-    declared = (lower > 0) | (upper < 0)
     responding = true_beta != 0
     return {
         "mse_x100": float(100 * np.mean((mean - true_beta) ** 2)),
@@ -196,22 +221,13 @@ def model_metrics(
 ) -> dict[str, float | int]:
     """One row of metrics for a fitted model: global test, local tests, estimation, convergence."""
     posterior = idata.posterior
-    beta = posterior["beta"].sel(column=column).transpose("chain", "draw", "taxon")
-    draws = beta.values.reshape(-1, beta.sizes["taxon"])
-    truth = true_beta.reindex([str(t) for t in beta["taxon"].values]).to_numpy(dtype=float)
+    draws, truth = column_draws(posterior, true_beta, column)
     global_prob = float(posterior["global_prob"].sel(column=column).mean())
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rhat = az.rhat(posterior[["beta", "global_prob"]])
-    max_rhat = (
-        float(np.nanmax([np.nanmax(rhat[v].values) for v in rhat.data_vars]))
-        if posterior.sizes["chain"] > 1
-        else np.nan
-    )
     return {
         "global_stat": global_prob,
         "rejected": bool(global_prob > threshold),
         **local_metrics(draws, truth, interval_level),
-        "max_rhat": max_rhat,
+        "max_rhat": max_rhat(posterior),
         "divergences": int(idata.sample_stats["diverging"].sum()),
     }
 

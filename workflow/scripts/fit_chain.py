@@ -20,17 +20,8 @@ def main() -> None:
     model_input = read_data_stage(dict(snakemake.input.items()), snakemake.params.nested_blocking)
     engine = select_engine(sampling["engine"])
     logger.info("engine: %s (requested %s)", engine, sampling["engine"])
-    settings = ChainSettings(
-        seed=0,
-        chain_id=chain,
-        warmup=sampling["warmup"],
-        draws=sampling["draws"],
-        thin=sampling["thin"],
-        adapt_delta=sampling["adapt_delta"],
-        max_treedepth=sampling["max_treedepth"],
-        method=sampling["method"],
-        refresh=snakemake.config["sampling"]["refresh"],  # not a param: no rerun
-    )
+    # refresh comes from the config, not a param: changing it reruns nothing.
+    settings = ChainSettings.from_config(sampling, snakemake.config["sampling"]["refresh"], chain_id=chain)
     with timed(logger, f"sampling {model} chain {chain}"):
         idata = fit_chain(
             model,

@@ -20,7 +20,7 @@ from mimix.power import (  # noqa: E402
     replicate_seed,
     simulate_experiment,
 )
-from mimix.simstudy import fit_replicate, model_input, model_metrics, simulator_options  # noqa: E402
+from mimix.simstudy import column_draws, fit_replicate, max_rhat, model_input, simulator_options  # noqa: E402
 from mimix.simulate import SimulationSettings  # noqa: E402
 
 snakemake = globals()["snakemake"]
@@ -45,16 +45,8 @@ def main() -> None:
     data = simulate_experiment(pilot, size, power["responding_fraction"], seed)
     analysed = model_input(data)
     column = analysed.X.columns[0]
-    settings = ChainSettings(
-        seed=0,
-        warmup=sampling["warmup"],
-        draws=sampling["draws"],
-        thin=sampling["thin"],
-        adapt_delta=sampling["adapt_delta"],
-        max_treedepth=sampling["max_treedepth"],
-        method=sampling["method"],
-        refresh=snakemake.config["sampling"]["refresh"],
-    )
+    # refresh comes from the config, not a param: changing it reruns nothing.
+    settings = ChainSettings.from_config(sampling, snakemake.config["sampling"]["refresh"])
     engine = select_engine(sampling["engine"])
     with timed(logger, f"fitting {power['model']} to {size.n_samples} samples x {len(pilot.taxa)} taxa (seed {seed})"):
         idata = fit_replicate(
@@ -69,12 +61,10 @@ def main() -> None:
             sampling["max_attempts"],
             logger,
         )
-    metrics = model_metrics(idata, data.beta[column], column, power["threshold"], power["interval_level"])
-    beta = idata.posterior["beta"].sel(column=column).transpose("chain", "draw", "taxon")
-    draws = beta.values.reshape(-1, beta.sizes["taxon"])
-    result = replicate_result(
-        draws, data.beta[column].to_numpy(), metrics["global_stat"], power["threshold"], power["interval_level"]
-    )
+    posterior = idata.posterior
+    draws, truth = column_draws(posterior, data.beta[column], column)
+    global_prob = float(posterior["global_prob"].sel(column=column).mean())
+    result = replicate_result(draws, truth, global_prob, power["threshold"], power["interval_level"])
     row = {
         "size": size.name,
         "replicate": replicate,
@@ -85,7 +75,7 @@ def main() -> None:
         "n_samples": size.n_samples,
         "seed": seed,
         **result,
-        "max_rhat": metrics["max_rhat"],
+        "max_rhat": max_rhat(posterior),
         "seconds": round(time.perf_counter() - start, 1),
     }
     logger.info("%s", ", ".join(f"{k} {v}" for k, v in row.items()))

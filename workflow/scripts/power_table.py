@@ -5,9 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))  # the package, when not pip-installed
 
-import pandas as pd  # noqa: E402
 
-from mimix.datastage import read_table, write_tsv  # noqa: E402
+from mimix.datastage import read_rows, write_tsv  # noqa: E402
 from mimix.logs import run_step, step_logger, timed  # noqa: E402
 from mimix.power import power_table  # noqa: E402
 
@@ -17,7 +16,7 @@ logger = step_logger("power_table", snakemake.log[0])
 
 def main() -> None:
     with timed(logger, f"reading {len(snakemake.input)} simulated experiments"):
-        rows = pd.concat([read_table(path, index=False) for path in snakemake.input], ignore_index=True)
+        rows = read_rows(snakemake.input)
     table = power_table(rows)
     for row in table.itertuples(index=False):
         logger.info(

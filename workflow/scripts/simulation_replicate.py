@@ -42,16 +42,8 @@ def main() -> None:
             metrics = permanova_metrics(analysed, study["permutations"], seed, study["alpha"])
     else:
         engine = select_engine(sampling["engine"])
-        settings = ChainSettings(
-            seed=0,
-            warmup=sampling["warmup"],
-            draws=sampling["draws"],
-            thin=sampling["thin"],
-            adapt_delta=sampling["adapt_delta"],
-            max_treedepth=sampling["max_treedepth"],
-        method=sampling["method"],
-            refresh=snakemake.config["sampling"]["refresh"],
-        )
+        # refresh comes from the config, not a param: changing it reruns nothing.
+        settings = ChainSettings.from_config(sampling, snakemake.config["sampling"]["refresh"])
         with timed(logger, f"fitting {method}: {sampling['chains']} chain(s) with {engine}"):
             idata = fit_replicate(
                 method,

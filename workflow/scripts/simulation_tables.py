@@ -5,9 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))  # the package, when not pip-installed
 
-import pandas as pd  # noqa: E402
 
-from mimix.datastage import atomic_write, read_table, write_tsv  # noqa: E402
+from mimix.datastage import atomic_write, read_rows, write_tsv  # noqa: E402
 from mimix.logs import run_step, step_logger, timed  # noqa: E402
 from mimix.simstudy import aggregate, table1_latex, table1_markdown  # noqa: E402
 
@@ -17,7 +16,7 @@ logger = step_logger("simulation_tables", snakemake.log[0])
 
 def main() -> None:
     with timed(logger, f"reading {len(snakemake.input)} replicate rows"):
-        rows = pd.concat([read_table(path, index=False) for path in snakemake.input], ignore_index=True)
+        rows = read_rows(snakemake.input)
     rejection, table1 = aggregate(rows)
     for method, part in rejection.groupby("method"):
         null = part[part["dense"] == 0]["rejection_rate"].mean()
