@@ -197,6 +197,176 @@ def summarize(case: str, model: str, chain_files: list[Path], jobs: list[dict], 
     return record
 
 
+def workflow_chain_jobs(run_dir: Path, model: str) -> tuple[list[Path], list[dict]]:
+    """Chain files of a finished workflow run and per-chain job figures from their attributes.
+
+    Peak RSS comes from Snakemake's per-job benchmark file (logs/{dataset}/{model}/chainN.benchmark.tsv,
+    column max_rss in MB) when the run wrote one; otherwise it is recorded as NaN.
+    """
+    import arviz as az
+    import pandas as pd
+
+    chain_files = sorted((run_dir / model / "chains").glob("*.nc"), key=lambda f: int(f.stem))
+    if not chain_files:
+        raise SystemExit(f"{run_dir / model / 'chains'}: no chain files; run the workflow first")
+    logs = ROOT / "logs" / run_dir.name / model
+    jobs = []
+    for path in chain_files:
+        attrs = az.from_netcdf(str(path)).posterior.attrs
+        benchmark = logs / f"chain{path.stem}.benchmark.tsv"
+        rss = float(pd.read_csv(benchmark, sep="\t")["max_rss"].iloc[0]) if benchmark.exists() else np.nan
+        jobs.append(
+            {
+                "chain": int(path.stem),
+                "wall_seconds": float(attrs["sampling_seconds"]),
+                "compile_seconds": float(attrs["compile_seconds"]),
+                "seconds_per_gradient": float(attrs["seconds_per_gradient"]),
+                "peak_rss_mb": rss,
+                "bytes": path.stat().st_size,
+                "engine": str(attrs["engine"]),
+                "stan_version": str(attrs["stan_version"]),
+                "attrs": attrs,
+            }
+        )
+    return chain_files, jobs
+
+
+def record_workflow_run(args: argparse.Namespace, commit: str) -> None:
+    """Record a finished workflow run (``--from-run results/DATASET``) instead of fitting again.
+
+    Wall time is that of the chains as the workflow ran them: chains run ``--parallel`` at a time,
+    so wall = sum over rounds of the slowest chain's sampling seconds (compile excluded, as above).
+    """
+    run_dir = Path(args.from_run)
+    from mimix.datastage import read_data_stage
+
+    tables = {
+        key: run_dir / "data" / f"{key}.{'json' if key == 'summary' else 'tsv'}"
+        for key in ("counts", "design", "terms", "blocks", "taxa", "samples", "summary")
+    }
+    model_input = read_data_stage(tables)
+    n, k = model_input.counts.shape
+    for model in args.models:
+        chain_files, jobs = workflow_chain_jobs(run_dir, model)
+        first = jobs[0]["attrs"]
+        args.warmup, args.draws = int(first["warmup"]), int(first["draws"])
+        args.max_treedepth = int(first["max_treedepth"])
+        seconds = [j["wall_seconds"] for j in jobs]
+        wall = sum(max(seconds[i : i + args.parallel]) for i in range(0, len(seconds), args.parallel))
+        record = summarize(args.case, model, chain_files, jobs, args, wall)
+        factors = int(first["n_factors"])
+        record.update(
+            {
+                "N": n,
+                "K": k,
+                "P": int(model_input.X.shape[1]),
+                "factors": factors,
+                "numpy_floor_seconds_per_gradient": numpy_gradient_floor(n, k, max(factors, 1)),
+                "adapt_delta": float(first["adapt_delta"]),
+                "inits": str(first["inits"]),
+                "method": str(first.get("method", "nuts")),
+                "commit": commit,
+                "cores": os.cpu_count(),
+                "machine": platform.machine(),
+                "parallel": args.parallel,
+                "date": time.strftime("%Y-%m-%d %H:%M"),
+                "source": f"workflow run {run_dir.name} (snakemake, one job per chain)",
+                "workflow_wall_seconds": getattr(args, "workflow_wall_seconds", None),
+                "note": args.note,
+            }
+        )
+        print_row(args, record)
+        if not args.no_record:
+            with RESULTS_FILE.open("a") as handle:
+                handle.write(json.dumps(record, default=float) + "\n")
+
+
+def workflow_config(case: str, args: argparse.Namespace, dataset: str) -> dict:
+    """The workflow config of a case: the demo's or NutNet's own config with the case's filtering
+    and the command line's models and sampling; sim100 writes its simulated input first."""
+    import yaml
+
+    base = "config/nutnet.yaml" if case.startswith("nutnet") else "config/config.yaml"
+    config = yaml.safe_load((ROOT / base).read_text())
+    spec = CASES[case]
+    if "simulate" in spec:
+        from mimix.simulate import SimulationSettings, simulate, write_dataset
+
+        paths = write_dataset(simulate(SimulationSettings(**spec["simulate"])), ROOT / "results" / f"{dataset}-input")
+        config["input"] = {
+            "format": "table",
+            "counts": str(paths["counts"].relative_to(ROOT)),
+            "metadata": str(paths["metadata"].relative_to(ROOT)),
+            "taxonomy": str(paths["taxonomy"].relative_to(ROOT)),
+        }
+        config["design"] = {"formula": "treatment", "blocking": ["block"]}
+    if case.startswith("nutnet"):
+        config["filtering"] = {"min_depth": 1000, "max_taxa": None, **spec["filtering"]}
+    elif "filtering" in spec:
+        config["filtering"] = {**config.get("filtering", {}), **spec["filtering"]}
+    config["dataset"] = dataset
+    config["models"] = args.models
+    config.setdefault("model", {})["factors"] = args.factors
+    config["sampling"] = {
+        **config.get("sampling", {}),
+        "chains": args.chains,
+        "warmup": args.warmup,
+        "draws": args.draws,
+        "adapt_delta": args.adapt_delta,
+        "max_treedepth": args.max_treedepth,
+        "method": args.method,
+    }
+    return config
+
+
+def run_workflow(args: argparse.Namespace, commit: str) -> None:
+    """Run the whole Snakemake workflow of a case from scratch (models already compiled are reused
+    from the engine's cache, as on a user's second run) and record its chains plus the total wall time."""
+    import shutil
+
+    import yaml
+
+    dataset = f"bench-{args.case}" + ("" if args.method == "nuts" else f"-{args.method}")
+    shutil.rmtree(ROOT / "results" / dataset, ignore_errors=True)
+    shutil.rmtree(ROOT / "logs" / dataset, ignore_errors=True)
+    config_file = Path(tempfile.mkdtemp(prefix="mimix-bench-")) / f"{dataset}.yaml"
+    config_file.write_text(yaml.safe_dump(workflow_config(args.case, args, dataset)))
+    command = [sys.executable, "-m", "snakemake", "--cores", str(args.parallel), "--configfile", str(config_file)]
+    print("# " + " ".join(command), flush=True)
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    workflow_wall = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"workflow failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    print(f"# whole workflow: {workflow_wall:.0f} s", flush=True)
+    args.from_run = str(ROOT / "results" / dataset)
+    args.workflow_wall_seconds = workflow_wall
+    print(HEADER)
+    record_workflow_run(args, commit)
+
+
+HEADER = (
+    f"{'case':<11} {'model':<15} {'engine':<9} {'ch':>2} {'wu':>5} {'dr':>5} {'wall_s':>8} {'comp_s':>7} "
+    f"{'ms/grad':>8} {'floor':>7} {'leapfrog':>8} {'maxdep':>6} {'div':>4} {'essB_b':>7} {'essT_b':>7} "
+    f"{'rhat_b':>6} {'essB_g':>7} {'rhat_g':>6} {'ess/s_b':>7} {'rss_MB':>7} {'B/draw':>8}"
+)
+
+
+def print_row(args: argparse.Namespace, record: dict) -> None:
+    print(
+        f"{args.case:<11} {record['model']:<15} {record['engine']:<9} {record['chains']:>2} "
+        f"{record['warmup']:>5} {record['draws']:>5} {record['wall_seconds']:>8.0f} "
+        f"{record['compile_seconds']:>7.1f} {1000 * record['seconds_per_gradient']:>8.2f} "
+        f"{1000 * record['numpy_floor_seconds_per_gradient']:>7.3f} {record['mean_leapfrog_per_iteration']:>8.1f} "
+        f"{record['max_treedepth_hits']:>6} {record['divergences']:>4} {record['min_ess_bulk_beta']:>7.0f} "
+        f"{record['min_ess_tail_beta']:>7.0f} {record['max_rhat_beta']:>6.3f} "
+        f"{record['min_ess_bulk_global_prob']:>7.0f} {record['max_rhat_global_prob']:>6.3f} "
+        f"{record['ess_per_second_beta']:>7.2f} {record['peak_rss_mb_per_chain']:>7.0f} "
+        f"{record['bytes_per_draw']:>8.0f}",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("case", choices=sorted(CASES))
@@ -213,7 +383,28 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20261125)
     parser.add_argument("--note", default="", help="free text stored with the record (e.g. 'short run, extrapolated')")
     parser.add_argument("--no-record", action="store_true", help="print only; do not append to bench/results.jsonl")
+    parser.add_argument(
+        "--from-run",
+        metavar="RESULTS_DIR",
+        help="record a finished workflow run (results/DATASET) of this case instead of fitting again",
+    )
+    parser.add_argument(
+        "--workflow",
+        action="store_true",
+        help="run the whole Snakemake workflow of the case (results/bench-CASE) and record it with its wall time",
+    )
+    parser.add_argument("--method", default="nuts", choices=["nuts", "pathfinder"], help="with --workflow")
     args = parser.parse_args()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    if args.workflow:
+        run_workflow(args, commit)
+        return
+    if args.from_run:
+        print(HEADER)
+        record_workflow_run(args, commit)
+        return
 
     from mimix.engines import select_engine
 
@@ -226,16 +417,8 @@ def main() -> None:
         for key in ("counts", "design", "terms", "blocks", "taxa", "samples", "summary")
     }
     floor = numpy_gradient_floor(n, k, args.factors)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    header = (
-        f"{'case':<11} {'model':<15} {'engine':<9} {'ch':>2} {'wu':>5} {'dr':>5} {'wall_s':>8} {'comp_s':>7} "
-        f"{'ms/grad':>8} {'floor':>7} {'leapfrog':>8} {'maxdep':>6} {'div':>4} {'essB_b':>7} {'essT_b':>7} "
-        f"{'rhat_b':>6} {'essB_g':>7} {'rhat_g':>6} {'ess/s_b':>7} {'rss_MB':>7} {'B/draw':>8}"
-    )
     print(f"# case {args.case}: N={n}, K={k}, P={model_input.X.shape[1]}, cores={os.cpu_count()}, commit {commit}")
-    print(header)
+    print(HEADER)
     for model in args.models:
         out_dir = workdir / model
         out_dir.mkdir()
@@ -295,16 +478,7 @@ def main() -> None:
                 "note": args.note,
             }
         )
-        print(
-            f"{args.case:<11} {model:<15} {record['engine']:<9} {args.chains:>2} {args.warmup:>5} {args.draws:>5} "
-            f"{wall:>8.0f} {compile_seconds:>7.1f} {1000 * record['seconds_per_gradient']:>8.2f} "
-            f"{1000 * floor:>7.3f} {record['mean_leapfrog_per_iteration']:>8.1f} {record['max_treedepth_hits']:>6} "
-            f"{record['divergences']:>4} {record['min_ess_bulk_beta']:>7.0f} {record['min_ess_tail_beta']:>7.0f} "
-            f"{record['max_rhat_beta']:>6.3f} {record['min_ess_bulk_global_prob']:>7.0f} "
-            f"{record['max_rhat_global_prob']:>6.3f} {record['ess_per_second_beta']:>7.2f} "
-            f"{record['peak_rss_mb_per_chain']:>7.0f} {record['bytes_per_draw']:>8.0f}",
-            flush=True,
-        )
+        print_row(args, record)
         if not args.no_record:
             with RESULTS_FILE.open("a") as handle:
                 handle.write(json.dumps(record, default=float) + "\n")

@@ -30,6 +30,8 @@ rule fit_chain:
         f"{RESULTS}/{{model}}/chains/{{chain}}.nc",
     log:
         f"{LOGS}/{{model}}/chain{{chain}}.log",
+    benchmark:
+        f"{LOGS}/{{model}}/chain{{chain}}.benchmark.tsv"
     conda:
         "../../envs/stan.yaml"
     threads: config["resources"]["fit"]["threads"]
