@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -281,6 +282,25 @@ def record_workflow_run(args: argparse.Namespace, commit: str) -> None:
                 handle.write(json.dumps(record, default=float) + "\n")
 
 
+def cold_compile_seconds(model: str, data: dict) -> float:
+    """Seconds PyStan needs to build ``model`` from nothing: a unique comment appended to the program
+    gives it a new cache key, so httpstan compiles it as on a fresh machine (the build is deleted after)."""
+    import httpstan.cache
+    import httpstan.models
+    import stan
+
+    from mimix.engines import _json_ready
+    from mimix.models import program_code
+
+    code = program_code(model) + f"\n// cold-compile benchmark {time.time_ns()}\n"
+    start = time.perf_counter()
+    stan.build(code, data=_json_ready(data), random_seed=1)
+    seconds = time.perf_counter() - start
+    with contextlib.suppress(Exception):
+        httpstan.cache.delete_model_directory(httpstan.models.calculate_model_name(code))
+    return seconds
+
+
 def workflow_config(case: str, args: argparse.Namespace, dataset: str) -> dict:
     """The workflow config of a case: the demo's or NutNet's own config with the case's filtering
     and the command line's models and sampling; sim100 writes its simulated input first."""
@@ -393,6 +413,11 @@ def main() -> None:
         action="store_true",
         help="run the whole Snakemake workflow of the case (results/bench-CASE) and record it with its wall time",
     )
+    parser.add_argument(
+        "--cold-compile",
+        action="store_true",
+        help="also time a PyStan build from nothing per model (the models are otherwise compiled once and cached)",
+    )
     parser.add_argument("--method", default="nuts", choices=["nuts", "pathfinder"], help="with --workflow")
     args = parser.parse_args()
     commit = subprocess.run(
@@ -453,6 +478,7 @@ def main() -> None:
             logging.getLogger("bench"),
         )
         compile_seconds = time.perf_counter() - compile_start
+        cold = cold_compile_seconds(model, stan_data(model_input, args.factors)) if args.cold_compile else None
         start = time.perf_counter()
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(max_workers=args.parallel, mp_context=context) as pool:
@@ -466,6 +492,7 @@ def main() -> None:
                 "P": int(model_input.X.shape[1]),
                 "factors": args.factors if model != "mimix_nofactor" else 0,
                 "compile_seconds": compile_seconds,
+                "cold_compile_seconds": cold,
                 "numpy_floor_seconds_per_gradient": floor,
                 "adapt_delta": args.adapt_delta,
                 "max_treedepth": args.max_treedepth,
