@@ -13,12 +13,18 @@ from mimix.engines import ChainSettings, EngineError, select_engine
 from mimix.errors import InputError
 
 # A model small enough to compile quickly: y ~ N(m, s), with a 3-vector 'big' that stands in for
-# theta (sampled but never saved) and a random generated quantity.
+# theta (sampled but never saved), a random generated quantity and a matrix whose entries say
+# where they are (grid[i, j] = 10 i + j + m), to check the column-major reading of Stan's output.
 TOY = """
 data { int<lower=1> N; vector[N] y; }
 parameters { real m; real<lower=0> s; vector[3] big; }
 model { m ~ normal(0, 10); s ~ exponential(1); big ~ std_normal(); y ~ normal(m, s); }
-generated quantities { real m2 = square(m); real noise = normal_rng(0, 1); }
+generated quantities {
+  real m2 = square(m);
+  real noise = normal_rng(0, 1);
+  matrix[2, 3] grid;
+  for (i in 1:2) for (j in 1:3) grid[i, j] = 10 * i + j + m;
+}
 """
 DATA = {"N": 20, "y": np.linspace(-1, 3, 20)}
 LOGGER = logging.getLogger("test")
@@ -43,14 +49,16 @@ def test_unknown_engine() -> None:
 @pytest.fixture(scope="module")
 def pystan_chain() -> engines.ChainResult:
     settings = ChainSettings(seed=7, warmup=200, draws=150, init={"m": 1.0, "s": 1.0})
-    return engines.run_chain_pystan(TOY, DATA, settings, ["m", "s", "m2"], LOGGER)
+    return engines.run_chain_pystan(TOY, DATA, settings, ["m", "s", "m2", "noise", "grid"], LOGGER)
 
 
 @pytest.mark.slow
 def test_pystan_chain_shapes_and_stats(pystan_chain: engines.ChainResult) -> None:
-    assert set(pystan_chain.draws) == {"m", "s", "m2"}  # 'big' is sampled but not kept
+    assert set(pystan_chain.draws) == {"m", "s", "m2", "noise", "grid"}  # 'big' is sampled but not kept
     assert pystan_chain.draws["m"].shape == (150,)
     np.testing.assert_allclose(pystan_chain.draws["m2"], pystan_chain.draws["m"] ** 2)
+    expected_grid = 10 * np.arange(1, 3)[:, None] + np.arange(1, 4)[None, :] + pystan_chain.draws["m"][:, None, None]
+    np.testing.assert_allclose(pystan_chain.draws["grid"], expected_grid)
     assert set(pystan_chain.stats) == set(engines.SAMPLE_STATS.values())
     assert pystan_chain.stats["n_steps"].min() >= 1
     # The posterior mean of m is near the sample mean 1.0 (sd of the mean ~ 1.3/sqrt(20) = 0.3).
@@ -64,6 +72,22 @@ def test_pystan_same_seed_same_draws(pystan_chain: engines.ChainResult) -> None:
         TOY, DATA, ChainSettings(seed=7, warmup=200, draws=150, init={"m": 1.0, "s": 1.0}), ["m"], LOGGER
     )
     np.testing.assert_array_equal(again.draws["m"], pystan_chain.draws["m"])
+
+
+@pytest.mark.slow
+def test_streamed_draws_equal_pystans_own_sample(pystan_chain: engines.ChainResult) -> None:
+    """Our reader of httpstan's output socket (which drops unkept quantities as they arrive) gives
+    exactly the draws and sampler statistics of PyStan's own ``sample`` with the same arguments."""
+    model, _ = engines._pystan_build(TOY, DATA, 7, LOGGER)
+    fit = model.sample(
+        num_chains=1, num_warmup=200, num_samples=150, num_thin=1, delta=0.9, max_depth=10, refresh=50,
+        init=[{"m": 1.0, "s": 1.0}],
+    )  # fmt: skip
+    np.testing.assert_array_equal(pystan_chain.draws["m"], np.asarray(fit["m"]).ravel())
+    np.testing.assert_array_equal(pystan_chain.draws["noise"], np.asarray(fit["noise"]).ravel())
+    np.testing.assert_array_equal(pystan_chain.draws["grid"], np.moveaxis(np.asarray(fit["grid"]), -1, 0))
+    np.testing.assert_array_equal(pystan_chain.stats["n_steps"], np.asarray(fit["n_leapfrog__"]).ravel())
+    np.testing.assert_array_equal(pystan_chain.stats["lp"], np.asarray(fit["lp__"]).ravel())
 
 
 @pytest.mark.slow
