@@ -91,6 +91,15 @@ def test_streamed_draws_equal_pystans_own_sample(pystan_chain: engines.ChainResu
 
 
 @pytest.mark.slow
+def test_pystan_initialization_failure_is_an_engine_error() -> None:
+    """An impossible init (s must be positive) fails in Stan's worker: one EngineError naming the
+    sampling failure with Stan's reason (fit_chain then retries with new inits)."""
+    with pytest.raises(EngineError, match="engine pystan: sampling failed: .*") as caught:
+        engines.run_chain_pystan(TOY, DATA, ChainSettings(seed=7, warmup=20, draws=10, init={"s": -1.0}), ["m"], LOGGER)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.slow
 def test_inference_data_has_named_dims(pystan_chain: engines.ChainResult, tmp_path) -> None:
     import arviz as az
 

@@ -8,6 +8,7 @@ sampler statistics, and timings; :func:`to_inference_data` turns it into ArviZ f
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import hashlib
@@ -31,7 +32,9 @@ from mimix.errors import EngineError, InputError
 ENGINES = ("auto", "cmdstanpy", "pystan")
 BUILD_ATTEMPTS = 3
 PYSTAN_PIN = "3.10.0"  # = pyproject.toml
-GQ_BATCH = 100  # approximate draws per fixed-parameter request
+MESSAGE_LINES = 40  # Stan message lines written to a chain's log (the rest are counted)
+GQ_BATCH = 100  # approximate draws per fixed-parameter request, at most
+GQ_BATCH_VALUES = 2_000_000  # and at most this many output values per request (PyStan holds them all)
 # Sampler statistics, named as ArviZ names them, from Stan's names.
 SAMPLE_STATS = {
     "lp__": "lp",
@@ -290,8 +293,8 @@ class _DrawCollector:
         self.columns: dict[str, list[int]] | None = None  # quantity -> positions in a draw's values
         self.rows: list[np.ndarray] = []
         self.buffers: dict[int, bytearray] = {}
-        self.warnings = 0
-        self.errors: list[str] = []
+        self.messages = 0
+        self.last_messages: collections.deque[str] = collections.deque(maxlen=4)
 
     def feed(self, connection: int, chunk: bytes) -> None:
         buffer = self.buffers.setdefault(connection, bytearray())
@@ -312,17 +315,16 @@ class _DrawCollector:
             return
         if b'"logger"' in line[:80]:
             for text in json.loads(line)["values"]:
-                level, _, text = str(text).partition(":")
+                text = str(text).partition(":")[2].strip()
                 if "Iteration:" in text:
-                    self.logger.info("stan: %s", text.strip())
-                elif level == "error":
-                    self.errors.append(text.strip())
-                    self.logger.error("stan: %s", text.strip())
-                elif level == "warn" and text.strip():
-                    # Stan repeats one rejection message many times during warmup: log the first few.
-                    self.warnings += 1
-                    if self.warnings <= 5:
-                        self.logger.info("stan: %s", text.strip())
+                    self.logger.info("stan: %s", text)
+                elif text:
+                    # Stan's messages (numerical rejections during warmup, mostly) can number thousands:
+                    # the first lines go to the log, the last few are kept for an error message.
+                    self.messages += 1
+                    if self.messages <= MESSAGE_LINES:
+                        self.logger.info("stan: %s", text)
+                    self.last_messages.append(text)
 
     def _draw(self, values: dict) -> None:
         names = list(values)
@@ -412,11 +414,11 @@ def _stream_nuts(
     except Exception as err:  # initialization failures and C++ exceptions arrive here
         raise EngineError(f"engine pystan: sampling failed: {err}") from err
     if error_code != 0:
-        detail = "; ".join(collector.errors[-3:]) or f"error code {error_code}"
+        detail = " ".join(collector.last_messages) or f"error code {error_code}"
         raise EngineError(f"engine pystan: sampling failed: {detail}")
-    if collector.warnings > 5:
-        logger.info("stan: %d more warning messages (numerical rejections during warmup are normal)",
-                    collector.warnings - 5)  # fmt: skip
+    if collector.messages > MESSAGE_LINES:
+        logger.info("stan: %d more message lines not shown (rejections early in warmup are normal)",
+                    collector.messages - MESSAGE_LINES)  # fmt: skip
     return collector.result(shapes)
 
 
@@ -530,9 +532,13 @@ def _pystan_quantities_at(
         flat = module.write_array(model_data, list(map(float, x)), False, False)
         inits.append(_json_ready(_unflatten(flat, parameters, shapes)))
     parts: dict[str, list[np.ndarray]] = {name: [] for name in keep if name in shapes}
+    # PyStan's fixed_param returns every quantity of every draw (theta included): bound the request
+    # by its number of values (NutNet-408: 27 draws per request, all 2,662 taxa: 4).
+    values_per_draw = sum(int(np.prod(shape, dtype=int)) for shape in shapes.values())
+    batch_size = max(1, min(GQ_BATCH, GQ_BATCH_VALUES // max(values_per_draw, 1)))
     with _deleting_httpstan_fits():
-        for start in range(0, len(inits), GQ_BATCH):
-            batch = inits[start : start + GQ_BATCH]
+        for start in range(0, len(inits), batch_size):
+            batch = inits[start : start + batch_size]
             # Streams are seeded by (seed, chain number): each batch gets its own seed so that its
             # chains 1..n do not repeat the previous batch's random numbers.
             batch_model = dataclasses.replace(model, random_seed=(seed + 104_729 * start) % 2**31)
