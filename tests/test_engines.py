@@ -202,3 +202,42 @@ def test_pystan_pathfinder_approximates_the_toy_posterior() -> None:
     assert set(result.stats) == {"lp", "log_q"} and 0 < result.timings["pareto_khat"] < 0.7
     idata = engines.to_inference_data(result, {"big": ("k",)}, {"k": [0, 1, 2]}, {"method": "pathfinder"})
     assert idata.posterior.attrs["method"] == "pathfinder" and "pareto_khat" in idata.posterior.attrs
+
+
+@pytest.mark.slow
+def test_stan_worker_dies_with_a_killed_chain_job(tmp_path) -> None:
+    """SIGKILL of a chain job (OOM killer, SLURM time limit) must not leave Stan sampling on as an
+    orphan: before this, a killed NutNet-408 chain's worker kept a core busy for 50 minutes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    script = tmp_path / "long_chain.py"
+    script.write_text(
+        "import logging, sys\n"
+        f"sys.path.insert(0, {str(Path(engines.__file__).parents[1])!r})\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from test_engines import TOY, DATA\n"
+        "from mimix import engines\n"
+        "engines.run_chain_pystan(TOY, DATA, engines.ChainSettings(seed=3, warmup=10**6, draws=10**6), ['m'],\n"
+        "                         logging.getLogger('long'))\n"
+    )
+    job = subprocess.Popen([sys.executable, str(script)])
+    try:
+        deadline = time.time() + 120
+        workers: list[psutil.Process] = []
+        while time.time() < deadline and not workers:  # wait for the forked Stan worker to be sampling
+            time.sleep(0.5)
+            workers = [c for c in psutil.Process(job.pid).children(recursive=True) if c.cpu_percent(0.2) > 10]
+        assert workers, "the Stan worker process never started"
+        os.kill(job.pid, signal.SIGKILL)
+        job.wait()
+        gone, alive = psutil.wait_procs(workers, timeout=10)
+        assert not alive, f"Stan worker(s) {[p.pid for p in alive]} still running after the job was killed"
+    finally:
+        if job.poll() is None:
+            job.kill()

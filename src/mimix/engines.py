@@ -356,6 +356,23 @@ class _DrawCollector:
         return draws, stats
 
 
+def _die_with_parent() -> None:
+    """In Stan's worker process: exit when the chain job's process dies (SIGKILL from an OOM killer,
+    a SLURM time limit, ``kill``), instead of sampling on as an orphan that nobody reads.
+
+    Linux only (prctl PR_SET_PDEATHSIG); elsewhere a no-op. Ctrl-C is left to the parent, as in httpstan.
+    """
+    import ctypes
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent died before prctl took effect
+            os._exit(1)
+
+
 def _stream_nuts(
     model, kwargs: dict[str, Any], keep: list[str], logger: logging.Logger
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -365,7 +382,9 @@ def _stream_nuts(
     Same call as PyStan's ``sample(num_chains=1)`` (same function, arguments, seed and chain
     number, hence the same draws: checked by tests/test_engines.py), without PyStan's collection.
     """
+    import concurrent.futures
     import functools
+    import multiprocessing
     import select
     import socket
 
@@ -391,7 +410,11 @@ def _stream_nuts(
         listener.bind(address)
         listener.listen(4)  # Stan's three writers and its logger connect here
         wrapper = stub._make_lazy_function_wrapper(basename, model.model_name)
-        future = stub.executor.submit(functools.partial(wrapper, address, **call))
+        # Stan runs in a forked worker (as in httpstan) that dies with this process: see _die_with_parent.
+        executor = concurrent.futures.ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("fork"), initializer=_die_with_parent
+        )
+        future = executor.submit(functools.partial(wrapper, address, **call))
         readers: list[socket.socket] = [listener]
         while True:
             readable, _, _ = select.select(readers, [], [], 0.05)
@@ -413,6 +436,8 @@ def _stream_nuts(
         error_code = future.result()
     except Exception as err:  # initialization failures and C++ exceptions arrive here
         raise EngineError(f"engine pystan: sampling failed: {err}") from err
+    finally:
+        executor.shutdown(wait=True)
     if error_code != 0:
         detail = " ".join(collector.last_messages) or f"error code {error_code}"
         raise EngineError(f"engine pystan: sampling failed: {detail}")
