@@ -176,7 +176,10 @@ def summarize(case: str, model: str, chain_files: list[Path], jobs: list[dict], 
         record[f"max_rhat_{group}"] = float(np.nanmax(rhat[varying])) if varying.any() else np.nan
         record[f"ess_per_second_{group}"] = record[f"min_ess_bulk_{group}"] / wall
     max_depth = args.max_treedepth
-    n_iterations = int(stats["n_steps"].size)
+    # Approximate runs (pathfinder) have no sampler statistics: those fields are NaN.
+    has_nuts = "n_steps" in stats
+    n_iterations = int(stats["n_steps"].size) if has_nuts else 0
+    hits = int((stats["tree_depth"] >= max_depth).sum()) if has_nuts else np.nan
     record.update(
         {
             "engine": jobs[0]["engine"],
@@ -187,10 +190,10 @@ def summarize(case: str, model: str, chain_files: list[Path], jobs: list[dict], 
             "wall_seconds": wall,
             "compile_seconds": max(j["compile_seconds"] for j in jobs),
             "seconds_per_gradient": float(np.median([j["seconds_per_gradient"] for j in jobs])),
-            "mean_leapfrog_per_iteration": float(stats["n_steps"].mean()),
-            "max_treedepth_hits": int((stats["tree_depth"] >= max_depth).sum()),
-            "max_treedepth_fraction": float((stats["tree_depth"] >= max_depth).sum() / n_iterations),
-            "divergences": int(stats["diverging"].sum()),
+            "mean_leapfrog_per_iteration": float(stats["n_steps"].mean()) if has_nuts else np.nan,
+            "max_treedepth_hits": hits,
+            "max_treedepth_fraction": hits / n_iterations if has_nuts else np.nan,
+            "divergences": int(stats["diverging"].sum()) if has_nuts else np.nan,
             "peak_rss_mb_per_chain": max(j["peak_rss_mb"] for j in jobs),
             "bytes_per_draw": float(np.mean([j["bytes"] for j in jobs])) / args.draws,
         }
@@ -220,8 +223,8 @@ def workflow_chain_jobs(run_dir: Path, model: str) -> tuple[list[Path], list[dic
             {
                 "chain": int(path.stem),
                 "wall_seconds": float(attrs["sampling_seconds"]),
-                "compile_seconds": float(attrs["compile_seconds"]),
-                "seconds_per_gradient": float(attrs["seconds_per_gradient"]),
+                "compile_seconds": float(attrs.get("compile_seconds", np.nan)),
+                "seconds_per_gradient": float(attrs.get("seconds_per_gradient", np.nan)),
                 "peak_rss_mb": rss,
                 "bytes": path.stat().st_size,
                 "engine": str(attrs["engine"]),
