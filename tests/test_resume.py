@@ -18,8 +18,8 @@ pytestmark = pytest.mark.slow
 
 
 def iterations_done(log: Path) -> int:
-    """The last 'Sampling: x% (i/n)' progress count in a chain log."""
-    counts = re.findall(r"\((\d+)/\d+\)", log.read_text()) if log.exists() else []
+    """The last 'Iteration: i / n' progress count in a chain log (Stan's own progress lines)."""
+    counts = re.findall(r"Iteration:\s+(\d+)\s*/\s*\d+", log.read_text()) if log.exists() else []
     return int(counts[-1]) if counts else 0
 
 
