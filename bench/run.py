@@ -109,25 +109,24 @@ def _chain_job(args: dict) -> dict:
     wall = time.perf_counter() - start
     out = Path(args["out"])
     idata.to_netcdf(str(out), engine="h5netcdf")
-    try:  # httpstan samples in a forked worker: shut it down so its memory counts as a child's
-        import httpstan.services_stub
-
-        httpstan.services_stub.executor.shutdown(wait=True)
-    except Exception:
-        pass
+    # The engine's Stan worker process has ended by now, so its peak counts among the children's.
     self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    attrs = idata.posterior.attrs
+    return chain_figures(idata.posterior.attrs, out, args["chain"], wall, (self_kb + child_kb) / 1024)
+
+
+def chain_figures(attrs, path: Path, chain: int, wall_seconds: float, peak_rss_mb: float) -> dict:
+    """One chain job's figures for the record, from its netCDF's attributes and file."""
     return {
-        "chain": args["chain"],
-        "wall_seconds": wall,
+        "chain": chain,
+        "wall_seconds": wall_seconds,
         "compile_seconds": float(attrs.get("compile_seconds", np.nan)),
-        "sampling_seconds": float(attrs.get("sampling_seconds", np.nan)),
         "seconds_per_gradient": float(attrs.get("seconds_per_gradient", np.nan)),
-        "peak_rss_mb": (self_kb + child_kb) / 1024,
-        "bytes": out.stat().st_size,
+        "peak_rss_mb": peak_rss_mb,
+        "bytes": path.stat().st_size,
         "engine": str(attrs.get("engine")),
         "stan_version": str(attrs.get("stan_version")),
+        "attrs": attrs,
     }
 
 
@@ -219,19 +218,7 @@ def workflow_chain_jobs(run_dir: Path, model: str) -> tuple[list[Path], list[dic
         attrs = az.from_netcdf(str(path)).posterior.attrs
         benchmark = logs / f"chain{path.stem}.benchmark.tsv"
         rss = float(pd.read_csv(benchmark, sep="\t")["max_rss"].iloc[0]) if benchmark.exists() else np.nan
-        jobs.append(
-            {
-                "chain": int(path.stem),
-                "wall_seconds": float(attrs["sampling_seconds"]),
-                "compile_seconds": float(attrs.get("compile_seconds", np.nan)),
-                "seconds_per_gradient": float(attrs.get("seconds_per_gradient", np.nan)),
-                "peak_rss_mb": rss,
-                "bytes": path.stat().st_size,
-                "engine": str(attrs["engine"]),
-                "stan_version": str(attrs["stan_version"]),
-                "attrs": attrs,
-            }
-        )
+        jobs.append(chain_figures(attrs, path, int(path.stem), float(attrs["sampling_seconds"]), rss))
     return chain_files, jobs
 
 

@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import io
+import json
 import logging
 import os
 import re
@@ -256,8 +257,8 @@ def run_chain_pystan(
 
     model, build_seconds = _pystan_build(program_code, data, settings.seed, logger)
     logger.info("pystan model ready in %.1f s (compiled models are cached by httpstan)", build_seconds)
-    kwargs: dict[str, Any] = {
-        "num_chains": 1,
+    arguments: dict[str, Any] = {  # stan::services argument names, as CmdStan's
+        "init": _json_ready(settings.init) if settings.init is not None else {},
         "num_warmup": settings.warmup,
         "num_samples": settings.draws,
         "num_thin": settings.thin,
@@ -265,10 +266,8 @@ def run_chain_pystan(
         "max_depth": settings.max_treedepth,
         "refresh": settings.refresh,
     }
-    if settings.init is not None:
-        kwargs["init"] = [_json_ready(settings.init)]
     start = time.perf_counter()
-    draws, stats = _stream_nuts(model, kwargs, keep, logger)
+    draws, stats = _stream_nuts(model, arguments, keep, logger)
     sampling_seconds = time.perf_counter() - start
     return ChainResult(
         draws=draws,
@@ -277,6 +276,12 @@ def run_chain_pystan(
         stan_version=f"{pystan_stan_version()} (httpstan {httpstan.__version__})",
         timings={"compile_seconds": build_seconds, "sampling_seconds": sampling_seconds},
     )
+
+
+def _quantity_shapes(module, model_data: dict) -> dict[str, tuple[int, ...]]:
+    """Shape of every quantity the compiled model writes (parameters, transformed, generated)."""
+    names, dims = module.get_param_names(model_data), module.get_dims(model_data)
+    return {name: tuple(int(x) for x in d) for name, d in zip(names, dims, strict=True)}
 
 
 class _DrawCollector:
@@ -291,6 +296,7 @@ class _DrawCollector:
     def __init__(self, keep: list[str], logger: logging.Logger) -> None:
         self.keep, self.logger = keep, logger
         self.columns: dict[str, list[int]] | None = None  # quantity -> positions in a draw's values
+        self.order = np.empty(0, dtype=int)  # those positions, concatenated
         self.rows: list[np.ndarray] = []
         self.buffers: dict[int, bytearray] = {}
         self.messages = 0
@@ -306,8 +312,6 @@ class _DrawCollector:
                 self._message(line)
 
     def _message(self, line: bytes) -> None:
-        import json
-
         if b'"topic":"sample"' in line[:80] or b'"topic": "sample"' in line[:80]:
             values = json.loads(line)["values"]
             if isinstance(values, dict):  # other "sample" messages are text ("Adaptation terminated", ...)
@@ -327,11 +331,10 @@ class _DrawCollector:
                     self.last_messages.append(text)
 
     def _draw(self, values: dict) -> None:
-        names = list(values)
-        if self.columns is None:
+        if self.columns is None:  # the first draw fixes where each kept quantity sits in a draw
             wanted = [*self.keep, *SAMPLE_STATS]
             self.columns = {name: [] for name in wanted}
-            for position, key in enumerate(names):
+            for position, key in enumerate(values):
                 base = key.split(".", 1)[0]
                 if base in self.columns:
                     self.columns[base].append(position)
@@ -360,12 +363,14 @@ def _die_with_parent() -> None:
     """In Stan's worker process: exit when the chain job's process dies (SIGKILL from an OOM killer,
     a SLURM time limit, ``kill``), instead of sampling on as an orphan that nobody reads.
 
-    Linux only (prctl PR_SET_PDEATHSIG); elsewhere a no-op. Ctrl-C is left to the parent, as in httpstan.
+    Linux only (prctl PR_SET_PDEATHSIG); elsewhere a no-op. Otherwise httpstan's own worker setup.
     """
     import ctypes
     import signal
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import httpstan.services_stub
+
+    httpstan.services_stub.init_worker()  # Ctrl-C is left to the parent
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
@@ -374,13 +379,14 @@ def _die_with_parent() -> None:
 
 
 def _stream_nuts(
-    model, kwargs: dict[str, Any], keep: list[str], logger: logging.Logger
+    model, arguments: dict[str, Any], keep: list[str], logger: logging.Logger
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Run httpstan's ``hmc_nuts_diag_e_adapt`` in its worker process and read its output socket
     ourselves, so that theta's draws are dropped as they arrive instead of held until the end.
 
     Same call as PyStan's ``sample(num_chains=1)`` (same function, arguments, seed and chain
     number, hence the same draws: checked by tests/test_engines.py), without PyStan's collection.
+    ``arguments`` are stan::services arguments; the rest get httpstan's (CmdStan's) defaults.
     """
     import concurrent.futures
     import functools
@@ -390,20 +396,15 @@ def _stream_nuts(
 
     import httpstan.models
     import httpstan.services_stub as stub
-    from httpstan.services import arguments
+    from httpstan.services import arguments as services_arguments
 
     basename = "hmc_nuts_diag_e_adapt"
     module = httpstan.models.import_services_extension_module(model.model_name)
     model_data = dict(model.data)
-    shapes = {
-        name: tuple(int(x) for x in dims)
-        for name, dims in zip(module.get_param_names(model_data), module.get_dims(model_data), strict=True)
-    }
-    call = {"data": model_data, "init": kwargs.pop("init", [{}])[0], "random_seed": model.random_seed, "chain": 1}
-    call.update({key: value for key, value in kwargs.items() if key != "num_chains"})
-    for argument in arguments.function_arguments(basename, module):
+    call = {"data": model_data, "random_seed": model.random_seed, "chain": 1, **arguments}
+    for argument in services_arguments.function_arguments(basename, module):
         if argument not in call:
-            call[argument] = arguments.lookup_default(arguments.Method.SAMPLE, argument)
+            call[argument] = services_arguments.lookup_default(services_arguments.Method.SAMPLE, argument)
     collector = _DrawCollector(keep, logger)
     with tempfile.TemporaryDirectory(prefix="mimix-stan-") as folder, socket.socket(socket.AF_UNIX) as listener:
         address = str(Path(folder) / "messages.sock")
@@ -444,12 +445,11 @@ def _stream_nuts(
     if collector.messages > MESSAGE_LINES:
         logger.info("stan: %d more message lines not shown (rejections early in warmup are normal)",
                     collector.messages - MESSAGE_LINES)  # fmt: skip
-    return collector.result(shapes)
+    return collector.result(_quantity_shapes(module, model_data))
 
 
 def _stan_parameters(program_code: str) -> list[str]:
     """Names of the program's parameters (not transformed parameters or generated quantities), by stanc --info."""
-    import json
     import subprocess
 
     import httpstan
@@ -481,8 +481,7 @@ def run_pathfinder_pystan(
     model, build_seconds = _pystan_build(program_code, data, settings.seed, logger)
     module = httpstan.models.import_services_extension_module(model.model_name)
     model_data = dict(model.data)
-    names, dims = module.get_param_names(model_data), module.get_dims(model_data)
-    shapes = dict(zip(names, (tuple(int(x) for x in d) for d in dims), strict=True))
+    shapes = _quantity_shapes(module, model_data)
     parameters = _stan_parameters(program_code)
     size = int(sum(np.prod(shapes[name], dtype=int) for name in parameters))
     rng = np.random.default_rng(settings.seed)
