@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -189,11 +191,17 @@ def test_interpreter_aliases_share_one_httpstan_model(tmp_path, monkeypatch) -> 
     assert names["python3other"] != names["pythonbin"]  # another environment keeps its own build
 
 
-def test_pystan_pathfinder_approximates_the_toy_posterior() -> None:
+def test_pystan_pathfinder_approximates_the_toy_posterior(tmp_path, monkeypatch) -> None:
     """y ~ N(m, s) with 20 points: the posterior mean of m is near the sample mean 1.0 (posterior sd
     ~0.28; the approximation may be wider, so 0.3 is a loose but failing-when-broken bound)."""
+    socket_home = tempfile.mkdtemp(prefix="t", dir="/tmp")  # short: unix socket paths are limited
+    monkeypatch.setattr(tempfile, "tempdir", socket_home)  # where httpstan would leave its sockets
     settings = ChainSettings(seed=3, draws=400, method="pathfinder", init={"m": 1.0})
     result = engines.run_pathfinder_pystan(TOY, DATA, settings, ["m", "s", "m2", "big", "noise"], LOGGER)
+    leftovers = list(Path(socket_home).iterdir())
+    Path(socket_home).rmdir() if not leftovers else shutil.rmtree(socket_home)
+    assert not leftovers  # one httpstan_*.sock per draw was left behind before the fix
+    assert tempfile.tempdir == socket_home
     assert result.draws["m"].shape == (400,) and result.draws["big"].shape == (400, 3)
     assert abs(result.draws["m"].mean() - 1.0) < 0.3 and result.draws["s"].min() > 0
     np.testing.assert_allclose(result.draws["m2"], result.draws["m"] ** 2)  # generated quantities follow

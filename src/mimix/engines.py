@@ -206,6 +206,33 @@ def _deleting_httpstan_fits():
                 httpstan.cache.delete_fit(name)
 
 
+# A unix socket's path holds at most 107 bytes; cluster jobs often get long TMPDIRs.
+SOCKET_PATH_ROOM = 60
+
+
+def _socket_parent() -> str:
+    """The temporary folder if its path leaves room for a socket name below it, else /tmp."""
+    folder = tempfile.gettempdir()
+    return folder if len(folder) <= SOCKET_PATH_ROOM else "/tmp"
+
+
+@contextlib.contextmanager
+def _private_socket_folder():
+    """Point ``tempfile`` at a private folder during the block and delete it afterwards.
+
+    httpstan binds one unix socket per chain it runs (``/tmp/httpstan_*.sock``) and never removes it:
+    Pathfinder's generated quantities run one fixed-parameter chain per draw, and a day of runs
+    here left 15,303 socket files in /tmp.
+    """
+    saved = tempfile.tempdir
+    with tempfile.TemporaryDirectory(prefix="mimix-httpstan-", dir=_socket_parent()) as folder:
+        tempfile.tempdir = folder
+        try:
+            yield
+        finally:
+            tempfile.tempdir = saved
+
+
 def _pystan_build(program_code: str, data: dict, seed: int, logger: logging.Logger):
     try:
         import stan
@@ -406,7 +433,10 @@ def _stream_nuts(
         if argument not in call:
             call[argument] = services_arguments.lookup_default(services_arguments.Method.SAMPLE, argument)
     collector = _DrawCollector(keep, logger)
-    with tempfile.TemporaryDirectory(prefix="mimix-stan-") as folder, socket.socket(socket.AF_UNIX) as listener:
+    with (
+        tempfile.TemporaryDirectory(prefix="mimix-stan-", dir=_socket_parent()) as folder,
+        socket.socket(socket.AF_UNIX) as listener,
+    ):
         address = str(Path(folder) / "messages.sock")
         listener.bind(address)
         listener.listen(4)  # Stan's three writers and its logger connect here
@@ -560,7 +590,7 @@ def _pystan_quantities_at(
     # by its number of values (NutNet-408: 27 draws per request, all 2,662 taxa: 4).
     values_per_draw = sum(int(np.prod(shape, dtype=int)) for shape in shapes.values())
     batch_size = max(1, min(GQ_BATCH, GQ_BATCH_VALUES // max(values_per_draw, 1)))
-    with _deleting_httpstan_fits():
+    with _deleting_httpstan_fits(), _private_socket_folder():
         for start in range(0, len(inits), batch_size):
             batch = inits[start : start + batch_size]
             # Streams are seeded by (seed, chain number): each batch gets its own seed so that its
