@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -141,3 +142,15 @@ def test_miniature_study_separates_null_and_strong_effect(tmp_path: Path) -> Non
     assert (out / "table1.md").read_text().startswith("| dense |")
     assert (out / "table1.tex").read_text().startswith(r"\begin{tabular}")
     assert (out / "figure2.png").read_bytes()[:4] == b"\x89PNG"
+
+    # Growing the study (a third replicate, another setting, another model) runs only the new jobs:
+    # the replicates already done keep their rows (before, every one of them was rerun because the
+    # whole study config was a param of each replicate).
+    config["simulation"].update(replicates=3, error_var=[1.0, 4.0], models=["mimix_nofactor", "mimix_gaussian"])
+    (tmp_path / "grown.yaml").write_text(yaml.safe_dump(config))
+    dry = subprocess.run([*command[:-1], "grown.yaml", "--dry-run", "--quiet", "rules"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert dry.returncode == 0, dry.stderr[-4000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", dry.stdout, flags=re.MULTILINE))
+    # 4 settings x 3 replicates x 3 methods = 36 rows, of which the first study made 8.
+    assert int(counts["simulation_replicate"]) == 36 - 8, dry.stdout

@@ -60,6 +60,38 @@ def sampling_settings():
     return {key: value for key, value in config["sampling"].items() if key != "refresh"}
 
 
+# The study options one replicate reads. The lists of models, settings and the replicate count are
+# left out: adding a model, a setting or replicates must not rerun the replicates already done.
+SIMULATION_REPLICATE_KEYS = (
+    "seed",
+    "data",
+    "permutations",
+    "alpha",
+    "threshold",
+    "interval_level",
+)
+# The same for a power-analysis replicate (its size comes from the wildcard).
+POWER_REPLICATE_KEYS = (
+    "pilot",
+    "data",
+    "responding_fraction",
+    "seed",
+    "model",
+    "threshold",
+    "interval_level",
+)
+
+
+def simulation_replicate_params():
+    """The simulation options that change one replicate's row."""
+    return {key: config["simulation"][key] for key in SIMULATION_REPLICATE_KEYS}
+
+
+def power_replicate_params():
+    """The power options that change one replicate's row."""
+    return {key: config["power"][key] for key in POWER_REPLICATE_KEYS}
+
+
 def simulation_compiled(wildcards):
     """The compile record a model replicate waits for (PERMANOVA needs none)."""
     if wildcards.method == "permanova":

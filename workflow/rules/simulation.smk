@@ -50,7 +50,7 @@ rule simulation_replicate:
         mem_mb=config["resources"]["fit"]["mem_mb"],
         runtime=config["resources"]["fit"]["runtime"],
     params:
-        simulation=SIMULATION,
+        simulation=simulation_replicate_params(),
         sampling=sampling_settings(),
         factors=config["model"]["factors"],
     script:
