@@ -174,7 +174,8 @@ def wilson_interval(successes: np.ndarray, trials: np.ndarray, z: float = 1.96) 
     p = successes / trials
     centre = (p + z**2 / (2 * trials)) / (1 + z**2 / trials)
     half = z * np.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / (1 + z**2 / trials)
-    return centre - half, centre + half
+    # centre - half is 0 in exact arithmetic when there are no successes; rounding gives -3e-17.
+    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
 
 
 def power_table(rows: pd.DataFrame) -> pd.DataFrame:
