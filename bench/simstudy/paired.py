@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+from mimix.datastage import read_rows  # noqa: E402
 from mimix.simstudy import METHOD_ORDER  # noqa: E402
 
 
@@ -28,7 +29,7 @@ def read_replicates(folder: Path) -> pd.DataFrame:
     files = sorted(folder.glob("*/*/*.tsv"))
     if not files:
         raise SystemExit(f"{folder}: no replicate rows (expected SETTING/REPLICATE/METHOD.tsv)")
-    return pd.concat([pd.read_csv(f, sep="\t") for f in files], ignore_index=True)
+    return read_rows(files)
 
 
 def common_settings(rows: pd.DataFrame, methods: list[str]) -> pd.DataFrame:

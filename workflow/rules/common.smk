@@ -82,14 +82,9 @@ POWER_REPLICATE_KEYS = (
 )
 
 
-def simulation_replicate_params():
-    """The simulation options that change one replicate's row."""
-    return {key: config["simulation"][key] for key in SIMULATION_REPLICATE_KEYS}
-
-
-def power_replicate_params():
-    """The power options that change one replicate's row."""
-    return {key: config["power"][key] for key in POWER_REPLICATE_KEYS}
+def options_read(section, keys):
+    """The options of a config section that one replicate job reads (its params)."""
+    return {key: config[section][key] for key in keys}
 
 
 def simulation_compiled(wildcards):

@@ -24,7 +24,7 @@ rule power_replicate:
         mem_mb=config["resources"]["fit"]["mem_mb"],
         runtime=config["resources"]["fit"]["runtime"],
     params:
-        power=power_replicate_params(),
+        power=options_read("power", POWER_REPLICATE_KEYS),
         sampling=sampling_settings(),
         factors=config["model"]["factors"],
     script:

@@ -50,7 +50,7 @@ rule simulation_replicate:
         mem_mb=config["resources"]["fit"]["mem_mb"],
         runtime=config["resources"]["fit"]["runtime"],
     params:
-        simulation=simulation_replicate_params(),
+        simulation=options_read("simulation", SIMULATION_REPLICATE_KEYS),
         sampling=sampling_settings(),
         factors=config["model"]["factors"],
     script:
