@@ -62,6 +62,10 @@ def inits(data: dict, kind: str) -> dict:
     if kind == "nofactor":
         init["h"] = np.tile(mu, (data["R"], 1)).tolist()
         return init
+    # factor models sample theta as log-ratios to each sample's most abundant taxon (theta_free)
+    ref = np.argmax(np.asarray(data["Y"]), axis=1)
+    init["theta_free"] = [np.delete(row - row[r], r).tolist() for row, r in zip(th, ref, strict=True)]
+    del init["theta"]
     L, N = data["L"], data["N"]
     U, s, Vt = np.linalg.svd(th - mu, full_matrices=False)
     F, Lam = U[:, :L] * np.sqrt(N), (s[:L, None] * Vt[:L]) / np.sqrt(N)
@@ -70,11 +74,22 @@ def inits(data: dict, kind: str) -> dict:
     if kind == "dl":
         phi = np.abs(Lam) + 0.01
         init.update(phi=phi.tolist(), psi=np.ones_like(Lam).tolist(), z_Lambda=(Lam / phi).tolist(), nu=1.0)
+        # the model samples F and h scaled by tau_l = sum_k phi_lk (F_scaled, h_scaled)
+        tau = phi.sum(1)
+        init.update(F_scaled=(F * tau).tolist(), h_scaled=np.zeros((data["R"], L)).tolist())
+        del init["F"], init["h"]
     elif kind == "dl_centred":
         init.update(phi=(np.abs(Lam) + 0.01).tolist(), Lambda_c=Lam.tolist(), nu=1.0)
     elif kind == "gaussian":
         s2 = (Lam**2).mean(1)
-        init.update(sigma2_lambda=s2.tolist(), z_Lambda=(Lam / np.sqrt(s2)[:, None]).tolist())
+        # the model samples F and h scaled by the loading sd (F_scaled, h_scaled)
+        init.update(
+            sigma2_lambda=s2.tolist(),
+            z_Lambda=(Lam / np.sqrt(s2)[:, None]).tolist(),
+            F_scaled=(F * np.sqrt(s2)).tolist(),
+            h_scaled=np.zeros((data["R"], L)).tolist(),
+        )
+        del init["F"], init["h"]
     return init
 
 

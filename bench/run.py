@@ -386,7 +386,7 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--draws", type=int, default=1000)
-    parser.add_argument("--factors", type=int, default=5)
+    parser.add_argument("--factors", type=int, default=10)  # the workflow default (config schema)
     parser.add_argument("--adapt-delta", type=float, default=0.9)
     parser.add_argument("--max-treedepth", type=int, default=10)
     parser.add_argument("--inits", default="paper")

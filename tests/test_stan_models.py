@@ -66,8 +66,10 @@ def _random_point(model: str, data: dict, rng: np.random.Generator) -> dict[str,
     if model == "mimix_nofactor":
         p["h"] = rng.normal(0, 1, (R, K))
         return p
-    p["F"] = rng.normal(0, 1, (N, L))
-    p["h"] = rng.normal(0, 1, (R, L))
+    # factor models: log-ratios to each sample's reference taxon, scaled factor scores/level means
+    p["theta_free"] = p.pop("theta")[:, 1:]
+    p["F_scaled"] = rng.normal(0, 1, (N, L))
+    p["h_scaled"] = rng.normal(0, 1, (R, L))
     p["z_Lambda"] = rng.normal(0, 1, (L, K))
     if model == "mimix":
         p["psi"] = rng.exponential(2.0, (L, K))
@@ -161,8 +163,9 @@ def test_inclusion_probabilities_match_bruteforce(name: str, stan_models: dict, 
         noise = p["sigma2"]
     else:
         L = tiny_data["L"]
-        g = density.level_effects(p["h"], np.zeros(L), tiny_data["level_factor"], tiny_data["level_parent"])
-        resid = p["F"] - density.block_sum(g, tiny_data["block"])
+        F, h = density.factor_scores(p)
+        g = density.level_effects(h, np.zeros(L), tiny_data["level_factor"], tiny_data["level_parent"])
+        resid = F - density.block_sum(g, tiny_data["block"])
         noise = np.ones(L)
     ref = density.inclusion_probabilities_bruteforce(
         resid, X, noise, p["sigma2_b"], p["pi"], np.asarray(tiny_data["term_cols"])

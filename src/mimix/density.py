@@ -38,16 +38,14 @@ _BLOCK_AND_SLAB = [
     ("sigma2_b", "log"),
     ("pi", "logit"),
 ]
+# Factor models: theta_free (N x K-1, theta's log-ratios to each sample's reference taxon; the
+# level of theta_i is integrated out) instead of theta, and the factor scores and level means
+# scaled by their loading row's scale (F_scaled, h_scaled; see factor_scores).
+_FACTOR_HEAD = [("theta_free", "none")] + _COMMON_HEAD[1:] + [("F_scaled", "none"), ("h_scaled", "none")]
 PARAMETERS: dict[str, list[tuple[str, str]]] = {
     "mimix_nofactor": _COMMON_HEAD + _BLOCK_AND_SLAB,
-    "mimix": _COMMON_HEAD
-    + [("F", "none")]
-    + _BLOCK_AND_SLAB
-    + [("z_Lambda", "none"), ("psi", "log"), ("phi", "log"), ("nu", "log")],
-    "mimix_gaussian": _COMMON_HEAD
-    + [("F", "none")]
-    + _BLOCK_AND_SLAB
-    + [("z_Lambda", "none"), ("sigma2_lambda", "log")],
+    "mimix": _FACTOR_HEAD + _BLOCK_AND_SLAB[1:] + [("z_Lambda", "none"), ("psi", "log"), ("phi", "log"), ("nu", "log")],
+    "mimix_gaussian": _FACTOR_HEAD + _BLOCK_AND_SLAB[1:] + [("z_Lambda", "none"), ("sigma2_lambda", "log")],
 }
 
 
@@ -208,9 +206,61 @@ def _factor_layer(p: Params, data: Mapping) -> tuple[float, Array]:
     return lp, resid
 
 
-def _theta_given_factors(p: Params, Lambda: Array) -> float:
-    mean = np.asarray(p["mu"]) + np.asarray(p["F"]) @ Lambda
-    return float(np.sum(stats.norm.logpdf(p["theta"], mean, np.sqrt(p["sigma2"]))))
+def loading_row_scale(p: Params) -> Array:
+    """Scale of each loading row: sqrt(sigma2_lambda_l) (Gaussian) or tau_l = sum_k phi_lk (DL)."""
+    if "sigma2_lambda" in p:
+        return np.sqrt(np.asarray(p["sigma2_lambda"], dtype=float))
+    return np.asarray(p["phi"], dtype=float).sum(axis=1)
+
+
+def factor_scores(p: Params) -> tuple[Array, Array]:
+    """Factor scores F (N x L) and level means h (R x L) from a factor model's sampler coordinates
+    F_scaled = F diag(s) and h_scaled = h diag(s), s = :func:`loading_row_scale`."""
+    s = loading_row_scale(p)
+    return np.asarray(p["F_scaled"]) / s, np.asarray(p["h_scaled"]) / s
+
+
+def reference_taxa(Y: Array) -> NDArray[np.int_]:
+    """Each sample's reference taxon for theta_free: its most abundant (the first one on ties)."""
+    return np.argmax(np.asarray(Y), axis=1)
+
+
+def theta_from_free(theta_free: Array, ref: NDArray[np.int_]) -> Array:
+    """theta up to each sample's level: 0 at the reference taxon, theta_free elsewhere (in order)."""
+    theta_free = np.asarray(theta_free, dtype=float)
+    return np.stack([np.insert(row, r, 0.0) for row, r in zip(theta_free, ref, strict=True)])
+
+
+def theta_free_from(theta: Array, ref: NDArray[np.int_]) -> Array:
+    """theta_free of a full theta: log-ratios to each sample's reference taxon, reference dropped."""
+    theta = np.asarray(theta, dtype=float)
+    return np.stack([np.delete(row - row[r], r) for row, r in zip(theta, ref, strict=True)])
+
+
+def _theta_given_factors(p: Params, F: Array, Lambda: Array, ref: NDArray[np.int_]) -> float:
+    """log p(theta_free | mu, F, Lambda, sigma2): theta_i ~ N(mu + Lambda' f_i, diag(sigma2)), so
+    the log-ratios to the reference taxon are N(mean contrasts, diag(sigma2_others) + sigma2_ref 1 1')."""
+    mean = np.asarray(p["mu"]) + F @ Lambda
+    s2 = np.asarray(p["sigma2"], dtype=float)
+    total = 0.0
+    for t, m, r in zip(np.asarray(p["theta_free"]), mean, ref, strict=True):
+        others = np.delete(np.arange(len(m)), r)
+        cov = np.diag(s2[others]) + s2[r]
+        total += stats.multivariate_normal.logpdf(t, m[others] - m[r], cov)
+    return float(total)
+
+
+def _factor_model_terms(p: Params, data: Mapping, Lambda: Array) -> float:
+    """Terms shared by the factor models: common priors and likelihood at theta (level 0 at the
+    reference), the factor layer at the unscaled F and h with the Jacobian of the scaling, and
+    theta_free given the factors."""
+    ref = reference_taxa(np.asarray(data["Y"]))
+    F, h = factor_scores(p)
+    p = {**p, "theta": theta_from_free(p["theta_free"], ref), "F": F, "h": h}
+    lp = _common_terms(p, data)
+    lp -= (int(data["N"]) + int(data["R"])) * float(np.sum(np.log(loading_row_scale(p))))
+    lp += _factor_layer(p, data)[0]
+    return lp + _theta_given_factors(p, F, Lambda, ref)
 
 
 def dl_loadings(p: Params) -> Array:
@@ -232,28 +282,27 @@ def log_density_mimix(p: Params, data: Mapping) -> float:
     """
     Lambda = dl_loadings(p)
     psi, phi, nu = np.asarray(p["psi"]), np.asarray(p["phi"]), float(p["nu"])
-    lp = _common_terms(p, data)
-    lp_f, _ = _factor_layer(p, data)
-    lp += lp_f
+    lp = _factor_model_terms(p, data, Lambda)
     lp += float(stats.gamma.logpdf(nu, a=1.0, scale=1.0))
     lp += log_dirichlet_laplace_scales(phi, nu, np.asarray(data["a_grid"]))
     lp += float(np.sum(stats.expon.logpdf(psi, scale=2.0)))
     scale = np.sqrt(psi) * phi
     lp += float(np.sum(stats.norm.logpdf(Lambda, 0.0, scale) + np.log(scale)))
-    lp += _theta_given_factors(p, Lambda)
     return lp + log_jacobian(p, "mimix")
 
 
 def log_density_mimix_gaussian(p: Params, data: Mapping) -> float:
-    """Log density of mimix_gaussian in its sampler coordinates (centred score + Jacobian)."""
+    """Log density of mimix_gaussian in its sampler coordinates (centred score + Jacobians).
+
+    The sampler's factor scores and level means are F_scaled = F diag(sd) and h_scaled = h diag(sd),
+    sd_l = sqrt(sigma2_lambda_l): the model is scored at F = F_scaled / sd, h = h_scaled / sd, plus
+    log |d(F, h) / d(F_scaled, h_scaled)| = -(N + R) sum_l log sd_l.
+    """
     s2 = np.asarray(p["sigma2_lambda"])
     Lambda = np.sqrt(s2)[:, None] * np.asarray(p["z_Lambda"])
-    lp = _common_terms(p, data)
-    lp_f, _ = _factor_layer(p, data)
-    lp += lp_f + _invgamma11(s2)
+    lp = _factor_model_terms(p, data, Lambda) + _invgamma11(s2)
     scale = np.broadcast_to(np.sqrt(s2)[:, None], Lambda.shape)
     lp += float(np.sum(stats.norm.logpdf(Lambda, 0.0, scale) + np.log(scale)))
-    lp += _theta_given_factors(p, Lambda)
     return lp + log_jacobian(p, "mimix_gaussian")
 
 

@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 
 from mimix.datastage import ModelInput
+from mimix.density import reference_taxa, theta_free_from
 from mimix.engines import ChainSettings, EngineError, run_chain, to_inference_data
 from mimix.models import SAVED_VARIABLES, coordinates, stan_data
 
@@ -27,18 +28,25 @@ def centred_log_ratio(counts: np.ndarray, pseudocount: float = PSEUDOCOUNT) -> n
     return logs - logs.mean(axis=1, keepdims=True)
 
 
-def paper_inits(data: dict, rng: np.random.Generator, jitter: float = 0.1) -> dict[str, np.ndarray]:
+def paper_inits(
+    data: dict, rng: np.random.Generator, model: str = "mimix_nofactor", jitter: float = 0.1
+) -> dict[str, np.ndarray]:
     """Moment-based initial values as in the original MIMIX code.
 
     theta from the centred log-ratio of the proportions, mu its column means, sigma2 its column
-    variances; each chain gets a small random jitter so chains start apart. Parameters not set
-    here start from Stan's default (uniform(-2, 2) on the unconstrained scale).
+    variances; each chain gets a small random jitter so chains start apart. The factor models
+    sample theta as log-ratios to each sample's reference taxon (``theta_free``), so they get
+    those. Parameters not set here start from Stan's default (uniform(-2, 2) on the
+    unconstrained scale).
     """
-    theta = centred_log_ratio(np.asarray(data["Y"], dtype=float))
+    Y = np.asarray(data["Y"], dtype=float)
+    theta = centred_log_ratio(Y)
     theta = theta + rng.normal(0.0, jitter, size=theta.shape)
     mu = theta.mean(axis=0)
     sigma2 = np.maximum(theta.var(axis=0, ddof=1), 0.05)
-    return {"theta": theta, "mu": mu, "sigma2": sigma2}
+    if model == "mimix_nofactor":
+        return {"theta": theta, "mu": mu, "sigma2": sigma2}
+    return {"theta_free": theta_free_from(theta, reference_taxa(Y)), "mu": mu, "sigma2": sigma2}
 
 
 def fit_chain(
@@ -58,7 +66,7 @@ def fit_chain(
     errors = []
     for attempt in range(1, max_attempts + 1):
         seed = chain_seed(base_seed, model, settings.chain_id, attempt)
-        init = paper_inits(data, np.random.default_rng(seed)) if inits == "paper" else None
+        init = paper_inits(data, np.random.default_rng(seed), model) if inits == "paper" else None
         attempt_settings = replace(settings, seed=seed, init=init)
         logger.info(
             "model %s, chain %d, attempt %d/%d: engine %s, seed %d, %d warmup + %d draws (thin %d), "

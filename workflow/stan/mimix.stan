@@ -18,7 +18,7 @@
 //   patterns s: given s, column l of F - (block effects) is Gaussian with covariance
 //   I + X_s diag(sigma2_b[s]) X_s', evaluated with the sufficient statistics X'X and X'(F - G)
 //   (one P x P eigendecomposition per pattern, never an N x N matrix). F stays explicit (the exact
-//   marginalization needs it) and centred. omega and b are drawn from their exact conditionals in
+//   marginalization needs it; sampled scaled, below). omega and b are drawn from their exact conditionals in
 //   generated quantities, so incl_prob is Rao-Blackwellized over b_tilde as well.
 // * Blocking effects in the factor layer are hierarchically centred along nested factors
 //   (parameter h[r] = mean of level r, a nested level centred on its parent's mean); gamma = h -
@@ -28,13 +28,25 @@
 //   (normalized gammas, exact), so no simplex is needed; a_l is summed out over the grid with
 //   log_sum_exp (sum_k log Gamma(phi_lk | a, nu) needs only sum_k log phi_lk and sum_k phi_lk).
 //   Loadings are non-centred: Lambda = z .* sqrt(psi) .* phi, z ~ N(0, 1).
-// * theta stays explicit and centred.
+// * theta is sampled as theta_free: each sample's log-ratios to its reference taxon (its most
+//   abundant one), with theta_i's level c_i integrated out exactly: the likelihood does not depend
+//   on c_i, and integrating N(theta_i + c_i 1 | m_i, diag(sigma2)) over c_i gives a closed form
+//   (normal_rows_level_free_lpdf). Same posterior for every other quantity. Why: with theta
+//   explicit, beta's common level per treatment (a constant added to every taxon's effect) is
+//   set only by the priors and moving it meant moving every theta cell of the treated samples
+//   together; on NutNet-100 (Gaussian loadings, L = 10, 2 chains x 500 draws) the nutrient
+//   column of beta averaged over taxa sat at -0.012 in one chain and +0.052 in the other.
+// * Factor scores and level means are sampled scaled by their loading row's scale tau_l =
+//   sum_k phi_lk: F_scaled = F diag(tau), h_scaled = h diag(tau), log Jacobian -(N + R) sum_l
+//   log tau_l, so trading a loading row's scale against its factor's does not move theta's mean
+//   (the same change as in mimix_gaussian.stan, where it is measured).
 // * The theta prior and the likelihood are each one whole-matrix expression (normal_columns_lpdf:
 //   column sums of squares; multinomial_logit_rows: y'theta over the nonzero counts only, one
 //   log_sum_exp per sample), the same density up to constants as K normal and N multinomial_logit
 //   statements, with fewer autodiff nodes: mimix_gaussian on NutNet-408 (K = 409) went from 14.1 to
 //   10.6 ms per gradient (two 40-iteration chains side by side, identical 2,334 leapfrog steps;
-//   bench/geometry-log.md, session 5).
+//   bench/geometry-log.md, session 5). In the factor models the theta prior is the level-free
+//   form above.
 // Measured on NutNet-100 (N = 166, K = 101, P = 3, site + block nested; PyStan 3.10, 1 chain,
 // 200 warmup + 100 draws, adapt_delta 0.9, max tree depth 8 to keep runs short; SVD inits;
 // bench/geometry-log.md runs 3-6). Prototype (notes): ~1,015 leapfrog/iteration at depth 10.
@@ -51,10 +63,15 @@
 //
 // Limit: P <= P_MAX = 6 treatment columns (2^6 = 64 inclusion patterns per factor row).
 functions {
-  // sum_k log N(resid[:, k] | 0, sigma2_k) up to -0.5 log(2 pi) per cell, in one expression
-  // (column sums of squares) instead of K normal statements: fewer autodiff nodes per gradient.
-  real normal_columns_lpdf(matrix resid, vector sigma2) {
-    return -0.5 * (columns_dot_self(resid) * inv(sigma2)) - 0.5 * rows(resid) * sum(log(sigma2));
+  // sum_i log of the integral over c_i of prod_k N(resid_ik + c_i | 0, sigma2_k): the normal
+  // density of each row of resid with the row's level integrated out (see header), up to a constant:
+  //   -0.5 [sum_k w_k e_ik^2 - (sum_k w_k e_ik)^2 / W] - 0.5 log W - 0.5 sum_k log sigma2_k,
+  //   w = 1 / sigma2, W = sum_k w_k.
+  real normal_rows_level_free_lpdf(matrix resid, vector sigma2) {
+    vector[rows(sigma2)] w = inv(sigma2);
+    real W = sum(w);
+    return -0.5 * (columns_dot_self(resid) * w) + 0.5 * dot_self(resid * w) / W
+           - 0.5 * rows(resid) * (sum(log(sigma2)) + log(W));
   }
 
   // sum_i log Multinomial(Y[i] | softmax(theta[i]')) up to the multinomial coefficients:
@@ -214,6 +231,24 @@ transformed data {
       depth[i] = sum(Y[i]);
     }
   }
+  // Each sample's reference taxon (its most abundant; the first one on ties) and the other taxa
+  array[N] int ref;
+  array[N, K - 1] int others;
+  for (i in 1:N) {
+    ref[i] = 1;
+    for (k in 2:K) {
+      if (Y[i, k] > Y[i, ref[i]]) {
+        ref[i] = k;
+      }
+    }
+    int c = 0;
+    for (k in 1:K) {
+      if (k != ref[i]) {
+        c += 1;
+        others[i, c] = k;
+      }
+    }
+  }
   matrix[N, R] Z = rep_matrix(0, N, R);  // Z[i, r] = 1 when sample i is in level r
   for (i in 1:N) {
     for (q in 1:Q) {
@@ -222,12 +257,12 @@ transformed data {
   }
 }
 parameters {
-  matrix[N, K] theta;  // log-ratio abundances (paper's theta), centred
+  matrix[N, K - 1] theta_free;  // theta_ik - theta_i,ref[i], k != ref[i]: log-ratios to the reference taxon
   vector[K] mu;  // taxon means
   real<lower=0> sigma2_mu;  // variance of mu
   vector<lower=0>[K] sigma2;  // taxon-specific error variance
-  matrix[N, L] F;  // factor scores f_i (rows), centred
-  matrix[R, L] h;  // hierarchically centred level means in the factor layer (see header)
+  matrix[N, L] F_scaled;  // factor scores times their row scale: F diag(tau) (see header)
+  matrix[R, L] h_scaled;  // hierarchically centred level means times the row scale: h diag(tau)
   vector<lower=0>[Q] sigma2_g;  // variance of the level effects g, per blocking factor
   vector<lower=0>[P] sigma2_b;  // slab variance, per treatment column
   vector<lower=0, upper=1>[P] pi;  // prior inclusion probability, per treatment column
@@ -238,8 +273,17 @@ parameters {
 }
 transformed parameters {
   matrix[L, K] Lambda = z_Lambda .* sqrt(psi) .* phi;  // factor loadings (L x K)
+  vector[L] tau = phi * rep_vector(1, K);  // paper's tau_l (phi_l = xi_l tau_l, xi_l on the simplex)
+  matrix[N, L] F = diag_post_multiply(F_scaled, inv(tau));  // factor scores f_i (rows)
+  matrix[R, L] h = diag_post_multiply(h_scaled, inv(tau));  // level means (factor layer)
 }
 model {
+  // theta_i up to its level: 0 at the sample's reference taxon, theta_free elsewhere
+  matrix[N, K] theta;
+  for (i in 1:N) {
+    theta[i, ref[i]] = 0;
+    theta[i, others[i]] = theta_free[i];
+  }
   matrix[R, L] g = level_effects(h, rep_row_vector(0, L), level_factor, level_parent);  // paper's g'
   vector[R] sd_level = sqrt(sigma2_g[level_factor]);
   matrix[N, L] F_resid = F - Z * g;  // F minus its blocking part
@@ -252,6 +296,8 @@ model {
   sigma2_b ~ inv_gamma(1, 1);
   pi ~ beta(1, L);
   nu ~ gamma(1, 1);
+  // log |d(F, h) / d(F_scaled, h_scaled)|: each of the N + R entries of column l is divided by tau_l
+  target += -(N + R) * sum(log(tau));
   {
     // phi_lk ~ Gamma(a_l, nu) with a_l summed over the grid
     vector[L] sum_log_phi = log(phi) * rep_vector(1, K);
@@ -273,8 +319,9 @@ model {
       target += log_sum_exp(w[:, l]);
     }
   }
-  // theta_ik ~ N(mu_k + (Lambda' f_i)_k, sigma2_k)
-  target += normal_columns_lupdf(theta - rep_matrix(mu', N) - F * Lambda | sigma2);
+  // theta_ik ~ N(mu_k + (Lambda' f_i)_k, sigma2_k), each sample's level integrated out
+  target += normal_rows_level_free_lupdf(theta - rep_matrix(mu', N)
+                                        - F_scaled * diag_pre_multiply(inv(tau), Lambda) | sigma2);
   // Y_i ~ Multinomial(m_i, softmax(theta_i)), all samples in one call
   target += multinomial_logit_rows(theta, y_nz, nz_idx, depth);
 }

@@ -16,33 +16,52 @@
 //   patterns s: given s, column l of F - (block effects) is Gaussian with covariance
 //   I + X_s diag(sigma2_b[s]) X_s', evaluated with the sufficient statistics X'X and X'(F - G)
 //   (one P x P eigendecomposition per pattern, never an N x N matrix). F stays explicit (the exact
-//   marginalization needs it) and centred. omega and b are drawn from their exact conditionals in
+//   marginalization needs it; sampled scaled, below). omega and b are drawn from their exact conditionals in
 //   generated quantities, so incl_prob is Rao-Blackwellized over b_tilde as well.
 // * Blocking effects in the factor layer are hierarchically centred along nested factors
 //   (parameter h[r] = mean of level r, a nested level centred on its parent's mean); gamma = h -
 //   (parent mean) is unit-triangular (Jacobian 1), so the prior is stated on g exactly as in the
 //   paper. In the no-factor prototype this cut leapfrog steps 511 -> 255.
 // * Loadings are non-centred: Lambda_l = sqrt(sigma2_lambda_l) z_l, z ~ N(0, 1).
-// * theta stays explicit and centred.
+// * theta is sampled as theta_free: each sample's log-ratios to its reference taxon (its most
+//   abundant one), with theta_i's level c_i integrated out exactly: the likelihood does not depend
+//   on c_i, and integrating N(theta_i + c_i 1 | m_i, diag(sigma2)) over c_i gives a closed form
+//   (normal_rows_level_free_lpdf). Same posterior for every other quantity. Why: with theta
+//   explicit, beta's common level per treatment (a constant added to every taxon's effect) is
+//   set only by the priors and moving it meant moving every theta cell of the treated samples
+//   together; on NutNet-100 (Gaussian loadings, L = 10, 2 chains x 500 draws) the nutrient
+//   column of beta averaged over taxa sat at -0.012 in one chain and +0.052 in the other.
+// * Factor scores and level means are sampled scaled by their loading row's sd: F_scaled =
+//   F diag(sd_lambda), h_scaled = h diag(sd_lambda), sd_lambda_l = sqrt(sigma2_lambda_l), log
+//   Jacobian -(N + R)/2 sum_l log sigma2_lambda_l. theta's mean F Lambda = F_scaled z_Lambda then
+//   does not move with sigma2_lambda, so trading a loading row's scale against its factor's
+//   (the slow mode of lambda_diag and eta) is one coordinate instead of N + R + K.
 // * The theta prior and the likelihood are each one whole-matrix expression (normal_columns_lpdf:
 //   column sums of squares; multinomial_logit_rows: y'theta over the nonzero counts only, one
 //   log_sum_exp per sample), the same density up to constants as K normal and N multinomial_logit
 //   statements, with fewer autodiff nodes: mimix_gaussian on NutNet-408 (K = 409) went from 14.1 to
 //   10.6 ms per gradient (two 40-iteration chains side by side, identical 2,334 leapfrog steps;
-//   bench/geometry-log.md, session 5).
-// Measured on NutNet-100 (N = 166, K = 101, P = 3, site + block nested; PyStan 3.10, 1 chain,
-// 200 warmup + 100 draws, adapt_delta 0.9, max tree depth 8; SVD inits; bench/geometry-log.md
-// run 5), L = 10: 255 leapfrog/iteration (depth cap 8 at every iteration), step 0.018, 0
-// divergences, min bulk ESS in 100 draws: global_prob 31, sigma2_b 64, lambda_diag 5.6, beta 2.9,
-// sigma2 2.9. Step size 3x that of the Dirichlet-Laplace model at the same L, but not yet at the
-// 127-step target; the centred-loading alternative was not measured.
+//   bench/geometry-log.md, session 5). In the factor models the theta prior is the level-free
+//   form above.
+// Measured on NutNet-100 (N = 166, K = 101, P = 3, site + block, L = 10; PyStan 3.10, 2 chains
+// side by side, adapt_delta 0.9, max depth 10, SVD inits; bench/geometry-log.md, session 5): the
+// trajectories U-turn at 255 leapfrog steps (depth 8, never the limit), 0 divergences. Max R-hat /
+// min bulk ESS over both chains after 500 draws each: previous form (centred theta and F) beta
+// 1.26 / 6, lambda_diag 1.81 / 3, eta 1.58 / 3.5, global_prob 1.022 / 114; this form (300
+// warmup) beta 1.041 / 46, lambda_diag 1.076 / 35, eta 1.068 / 39, global_prob 1.005 / 351,
+// step 0.016 (0.013-0.014 before).
 //
 // Limit: P <= P_MAX = 6 treatment columns (2^6 = 64 inclusion patterns per factor row).
 functions {
-  // sum_k log N(resid[:, k] | 0, sigma2_k) up to -0.5 log(2 pi) per cell, in one expression
-  // (column sums of squares) instead of K normal statements: fewer autodiff nodes per gradient.
-  real normal_columns_lpdf(matrix resid, vector sigma2) {
-    return -0.5 * (columns_dot_self(resid) * inv(sigma2)) - 0.5 * rows(resid) * sum(log(sigma2));
+  // sum_i log of the integral over c_i of prod_k N(resid_ik + c_i | 0, sigma2_k): the normal
+  // density of each row of resid with the row's level integrated out (see header), up to a constant:
+  //   -0.5 [sum_k w_k e_ik^2 - (sum_k w_k e_ik)^2 / W] - 0.5 log W - 0.5 sum_k log sigma2_k,
+  //   w = 1 / sigma2, W = sum_k w_k.
+  real normal_rows_level_free_lpdf(matrix resid, vector sigma2) {
+    vector[rows(sigma2)] w = inv(sigma2);
+    real W = sum(w);
+    return -0.5 * (columns_dot_self(resid) * w) + 0.5 * dot_self(resid * w) / W
+           - 0.5 * rows(resid) * (sum(log(sigma2)) + log(W));
   }
 
   // sum_i log Multinomial(Y[i] | softmax(theta[i]')) up to the multinomial coefficients:
@@ -202,6 +221,24 @@ transformed data {
       depth[i] = sum(Y[i]);
     }
   }
+  // Each sample's reference taxon (its most abundant; the first one on ties) and the other taxa
+  array[N] int ref;
+  array[N, K - 1] int others;
+  for (i in 1:N) {
+    ref[i] = 1;
+    for (k in 2:K) {
+      if (Y[i, k] > Y[i, ref[i]]) {
+        ref[i] = k;
+      }
+    }
+    int c = 0;
+    for (k in 1:K) {
+      if (k != ref[i]) {
+        c += 1;
+        others[i, c] = k;
+      }
+    }
+  }
   matrix[N, R] Z = rep_matrix(0, N, R);  // Z[i, r] = 1 when sample i is in level r
   for (i in 1:N) {
     for (q in 1:Q) {
@@ -210,12 +247,12 @@ transformed data {
   }
 }
 parameters {
-  matrix[N, K] theta;  // log-ratio abundances (paper's theta), centred
+  matrix[N, K - 1] theta_free;  // theta_ik - theta_i,ref[i], k != ref[i]: log-ratios to the reference taxon
   vector[K] mu;  // taxon means
   real<lower=0> sigma2_mu;  // variance of mu
   vector<lower=0>[K] sigma2;  // taxon-specific error variance
-  matrix[N, L] F;  // factor scores f_i (rows), centred
-  matrix[R, L] h;  // hierarchically centred level means in the factor layer (see header)
+  matrix[N, L] F_scaled;  // factor scores times the loading sd: F diag(sd_lambda) (see header)
+  matrix[R, L] h_scaled;  // hierarchically centred level means times the loading sd
   vector<lower=0>[Q] sigma2_g;  // variance of the level effects g, per blocking factor
   vector<lower=0>[P] sigma2_b;  // slab variance, per treatment column
   vector<lower=0, upper=1>[P] pi;  // prior inclusion probability, per treatment column
@@ -224,8 +261,16 @@ parameters {
 }
 transformed parameters {
   matrix[L, K] Lambda = diag_pre_multiply(sqrt(sigma2_lambda), z_Lambda);  // factor loadings
+  matrix[N, L] F = diag_post_multiply(F_scaled, inv_sqrt(sigma2_lambda));  // factor scores f_i (rows)
+  matrix[R, L] h = diag_post_multiply(h_scaled, inv_sqrt(sigma2_lambda));  // level means (factor layer)
 }
 model {
+  // theta_i up to its level: 0 at the sample's reference taxon, theta_free elsewhere
+  matrix[N, K] theta;
+  for (i in 1:N) {
+    theta[i, ref[i]] = 0;
+    theta[i, others[i]] = theta_free[i];
+  }
   matrix[R, L] g = level_effects(h, rep_row_vector(0, L), level_factor, level_parent);  // paper's g'
   vector[R] sd_level = sqrt(sigma2_g[level_factor]);
   matrix[N, L] F_resid = F - Z * g;  // F minus its blocking part
@@ -238,6 +283,8 @@ model {
   sigma2_b ~ inv_gamma(1, 1);
   pi ~ beta(1, L);
   sigma2_lambda ~ inv_gamma(1, 1);
+  // log |d(F, h) / d(F_scaled, h_scaled)|: each of the N + R entries of column l is divided by sd_lambda_l
+  target += -0.5 * (N + R) * sum(log(sigma2_lambda));
   to_vector(z_Lambda) ~ std_normal();
   // F given everything but b: N(block effects, I), times the pattern mixture of the collapsed
   // spike-and-slab (b_tilde and omega integrated out per factor row)
@@ -249,8 +296,8 @@ model {
       target += log_sum_exp(w[:, l]);
     }
   }
-  // theta_ik ~ N(mu_k + (Lambda' f_i)_k, sigma2_k)
-  target += normal_columns_lupdf(theta - rep_matrix(mu', N) - F * Lambda | sigma2);
+  // theta_ik ~ N(mu_k + (Lambda' f_i)_k, sigma2_k), each sample's level integrated out
+  target += normal_rows_level_free_lupdf(theta - rep_matrix(mu', N) - F_scaled * z_Lambda | sigma2);  // F Lambda
   // Y_i ~ Multinomial(m_i, softmax(theta_i)), all samples in one call
   target += multinomial_logit_rows(theta, y_nz, nz_idx, depth);
 }
