@@ -74,10 +74,6 @@ def inits(data: dict, kind: str) -> dict:
     if kind == "dl":
         phi = np.abs(Lam) + 0.01
         init.update(phi=phi.tolist(), psi=np.ones_like(Lam).tolist(), z_Lambda=(Lam / phi).tolist(), nu=1.0)
-        # the model samples F and h scaled by tau_l = sum_k phi_lk (F_scaled, h_scaled)
-        tau = phi.sum(1)
-        init.update(F_scaled=(F * tau).tolist(), h_scaled=np.zeros((data["R"], L)).tolist())
-        del init["F"], init["h"]
     elif kind == "dl_centred":
         init.update(phi=(np.abs(Lam) + 0.01).tolist(), Lambda_c=Lam.tolist(), nu=1.0)
     elif kind == "gaussian":

@@ -66,10 +66,11 @@ def _random_point(model: str, data: dict, rng: np.random.Generator) -> dict[str,
     if model == "mimix_nofactor":
         p["h"] = rng.normal(0, 1, (R, K))
         return p
-    # factor models: log-ratios to each sample's reference taxon, scaled factor scores/level means
+    # factor models: log-ratios to each sample's reference taxon; Gaussian: scaled scores/level means
     p["theta_free"] = p.pop("theta")[:, 1:]
-    p["F_scaled"] = rng.normal(0, 1, (N, L))
-    p["h_scaled"] = rng.normal(0, 1, (R, L))
+    scores = "F_scaled" if model == "mimix_gaussian" else "F"
+    p[scores] = rng.normal(0, 1, (N, L))
+    p[scores.replace("F", "h")] = rng.normal(0, 1, (R, L))
     p["z_Lambda"] = rng.normal(0, 1, (L, K))
     if model == "mimix":
         p["psi"] = rng.exponential(2.0, (L, K))

@@ -39,13 +39,19 @@ _BLOCK_AND_SLAB = [
     ("pi", "logit"),
 ]
 # Factor models: theta_free (N x K-1, theta's log-ratios to each sample's reference taxon; the
-# level of theta_i is integrated out) instead of theta, and the factor scores and level means
-# scaled by their loading row's scale (F_scaled, h_scaled; see factor_scores).
-_FACTOR_HEAD = [("theta_free", "none")] + _COMMON_HEAD[1:] + [("F_scaled", "none"), ("h_scaled", "none")]
+# level of theta_i is integrated out) instead of theta; mimix_gaussian also samples the factor
+# scores and level means scaled by their loading row's sd (F_scaled, h_scaled; see factor_scores).
+_FACTOR_HEAD = [("theta_free", "none")] + _COMMON_HEAD[1:]
 PARAMETERS: dict[str, list[tuple[str, str]]] = {
     "mimix_nofactor": _COMMON_HEAD + _BLOCK_AND_SLAB,
-    "mimix": _FACTOR_HEAD + _BLOCK_AND_SLAB[1:] + [("z_Lambda", "none"), ("psi", "log"), ("phi", "log"), ("nu", "log")],
-    "mimix_gaussian": _FACTOR_HEAD + _BLOCK_AND_SLAB[1:] + [("z_Lambda", "none"), ("sigma2_lambda", "log")],
+    "mimix": _FACTOR_HEAD
+    + [("F", "none")]
+    + _BLOCK_AND_SLAB
+    + [("z_Lambda", "none"), ("psi", "log"), ("phi", "log"), ("nu", "log")],
+    "mimix_gaussian": _FACTOR_HEAD
+    + [("F_scaled", "none"), ("h_scaled", "none")]
+    + _BLOCK_AND_SLAB[1:]
+    + [("z_Lambda", "none"), ("sigma2_lambda", "log")],
 }
 
 
@@ -206,18 +212,23 @@ def _factor_layer(p: Params, data: Mapping) -> tuple[float, Array]:
     return lp, resid
 
 
-def loading_row_scale(p: Params) -> Array:
-    """Scale of each loading row: sqrt(sigma2_lambda_l) (Gaussian) or tau_l = sum_k phi_lk (DL)."""
-    if "sigma2_lambda" in p:
-        return np.sqrt(np.asarray(p["sigma2_lambda"], dtype=float))
-    return np.asarray(p["phi"], dtype=float).sum(axis=1)
-
-
 def factor_scores(p: Params) -> tuple[Array, Array]:
-    """Factor scores F (N x L) and level means h (R x L) from a factor model's sampler coordinates
-    F_scaled = F diag(s) and h_scaled = h diag(s), s = :func:`loading_row_scale`."""
-    s = loading_row_scale(p)
-    return np.asarray(p["F_scaled"]) / s, np.asarray(p["h_scaled"]) / s
+    """Factor scores F (N x L) and level means h (R x L) from a factor model's sampler coordinates.
+
+    mimix samples them as they are; mimix_gaussian samples F_scaled = F diag(sd) and h_scaled =
+    h diag(sd), sd = sqrt(sigma2_lambda).
+    """
+    if "F_scaled" in p:
+        sd = np.sqrt(np.asarray(p["sigma2_lambda"], dtype=float))
+        return np.asarray(p["F_scaled"]) / sd, np.asarray(p["h_scaled"]) / sd
+    return np.asarray(p["F"]), np.asarray(p["h"])
+
+
+def _log_scaling_jacobian(p: Params, n_rows: int) -> float:
+    """log |d(F, h) / d(F_scaled, h_scaled)| = -(N + R) sum_l log sd_l (mimix_gaussian), else 0."""
+    if "F_scaled" not in p:
+        return 0.0
+    return -0.5 * n_rows * float(np.sum(np.log(np.asarray(p["sigma2_lambda"], dtype=float))))
 
 
 def reference_taxa(Y: Array) -> NDArray[np.int_]:
@@ -258,7 +269,7 @@ def _factor_model_terms(p: Params, data: Mapping, Lambda: Array) -> float:
     F, h = factor_scores(p)
     p = {**p, "theta": theta_from_free(p["theta_free"], ref), "F": F, "h": h}
     lp = _common_terms(p, data)
-    lp -= (int(data["N"]) + int(data["R"])) * float(np.sum(np.log(loading_row_scale(p))))
+    lp += _log_scaling_jacobian(p, int(data["N"]) + int(data["R"]))
     lp += _factor_layer(p, data)[0]
     return lp + _theta_given_factors(p, F, Lambda, ref)
 

@@ -18,7 +18,7 @@
 //   patterns s: given s, column l of F - (block effects) is Gaussian with covariance
 //   I + X_s diag(sigma2_b[s]) X_s', evaluated with the sufficient statistics X'X and X'(F - G)
 //   (one P x P eigendecomposition per pattern, never an N x N matrix). F stays explicit (the exact
-//   marginalization needs it; sampled scaled, below). omega and b are drawn from their exact conditionals in
+//   marginalization needs it) and centred. omega and b are drawn from their exact conditionals in
 //   generated quantities, so incl_prob is Rao-Blackwellized over b_tilde as well.
 // * Blocking effects in the factor layer are hierarchically centred along nested factors
 //   (parameter h[r] = mean of level r, a nested level centred on its parent's mean); gamma = h -
@@ -36,10 +36,10 @@
 //   set only by the priors and moving it meant moving every theta cell of the treated samples
 //   together; on NutNet-100 (Gaussian loadings, L = 10, 2 chains x 500 draws) the nutrient
 //   column of beta averaged over taxa sat at -0.012 in one chain and +0.052 in the other.
-// * Factor scores and level means are sampled scaled by their loading row's scale tau_l =
-//   sum_k phi_lk: F_scaled = F diag(tau), h_scaled = h diag(tau), log Jacobian -(N + R) sum_l
-//   log tau_l, so trading a loading row's scale against its factor's does not move theta's mean
-//   (the same change as in mimix_gaussian.stan, where it is measured).
+// * Not adopted here (adopted in mimix_gaussian.stan): F and h scaled by the loading row scale
+//   tau_l = sum_k phi_lk. With it (and theta_free) on NutNet-100, L = 10, 2 chains x (300 + 500),
+//   max depth 10: step 0.0035-0.0045, 930-980 leapfrog steps, 48 and 90 divergences, max R-hat
+//   1.65 (beta), 1.33 (global_prob): worse than without (bench/geometry-log.md, session 5).
 // * The theta prior and the likelihood are each one whole-matrix expression (normal_columns_lpdf:
 //   column sums of squares; multinomial_logit_rows: y'theta over the nonzero counts only, one
 //   log_sum_exp per sample), the same density up to constants as K normal and N multinomial_logit
@@ -261,8 +261,8 @@ parameters {
   vector[K] mu;  // taxon means
   real<lower=0> sigma2_mu;  // variance of mu
   vector<lower=0>[K] sigma2;  // taxon-specific error variance
-  matrix[N, L] F_scaled;  // factor scores times their row scale: F diag(tau) (see header)
-  matrix[R, L] h_scaled;  // hierarchically centred level means times the row scale: h diag(tau)
+  matrix[N, L] F;  // factor scores f_i (rows), centred
+  matrix[R, L] h;  // hierarchically centred level means in the factor layer (see header)
   vector<lower=0>[Q] sigma2_g;  // variance of the level effects g, per blocking factor
   vector<lower=0>[P] sigma2_b;  // slab variance, per treatment column
   vector<lower=0, upper=1>[P] pi;  // prior inclusion probability, per treatment column
@@ -273,9 +273,6 @@ parameters {
 }
 transformed parameters {
   matrix[L, K] Lambda = z_Lambda .* sqrt(psi) .* phi;  // factor loadings (L x K)
-  vector[L] tau = phi * rep_vector(1, K);  // paper's tau_l (phi_l = xi_l tau_l, xi_l on the simplex)
-  matrix[N, L] F = diag_post_multiply(F_scaled, inv(tau));  // factor scores f_i (rows)
-  matrix[R, L] h = diag_post_multiply(h_scaled, inv(tau));  // level means (factor layer)
 }
 model {
   // theta_i up to its level: 0 at the sample's reference taxon, theta_free elsewhere
@@ -296,8 +293,6 @@ model {
   sigma2_b ~ inv_gamma(1, 1);
   pi ~ beta(1, L);
   nu ~ gamma(1, 1);
-  // log |d(F, h) / d(F_scaled, h_scaled)|: each of the N + R entries of column l is divided by tau_l
-  target += -(N + R) * sum(log(tau));
   {
     // phi_lk ~ Gamma(a_l, nu) with a_l summed over the grid
     vector[L] sum_log_phi = log(phi) * rep_vector(1, K);
@@ -320,8 +315,7 @@ model {
     }
   }
   // theta_ik ~ N(mu_k + (Lambda' f_i)_k, sigma2_k), each sample's level integrated out
-  target += normal_rows_level_free_lupdf(theta - rep_matrix(mu', N)
-                                        - F_scaled * diag_pre_multiply(inv(tau), Lambda) | sigma2);
+  target += normal_rows_level_free_lupdf(theta - rep_matrix(mu', N) - F * Lambda | sigma2);
   // Y_i ~ Multinomial(m_i, softmax(theta_i)), all samples in one call
   target += multinomial_logit_rows(theta, y_nz, nz_idx, depth);
 }
