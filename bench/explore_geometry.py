@@ -22,6 +22,8 @@ import aiohttp.client
 import arviz as az
 import numpy as np
 
+from mimix.density import reference_taxa, theta_free_from
+
 # PyStan's HTTP client gives up after 300 s; builds on a busy 2-core machine take longer.
 aiohttp.client.DEFAULT_TIMEOUT = aiohttp.client.ClientTimeout(total=None, sock_connect=60)
 import stan  # noqa: E402
@@ -63,8 +65,7 @@ def inits(data: dict, kind: str) -> dict:
         init["h"] = np.tile(mu, (data["R"], 1)).tolist()
         return init
     # factor models sample theta as log-ratios to each sample's most abundant taxon (theta_free)
-    ref = np.argmax(np.asarray(data["Y"]), axis=1)
-    init["theta_free"] = [np.delete(row - row[r], r).tolist() for row, r in zip(th, ref, strict=True)]
+    init["theta_free"] = theta_free_from(th, reference_taxa(data["Y"])).tolist()
     del init["theta"]
     L, N = data["L"], data["N"]
     U, s, Vt = np.linalg.svd(th - mu, full_matrices=False)

@@ -40,13 +40,12 @@
 //   tau_l = sum_k phi_lk. With it (and theta_free) on NutNet-100, L = 10, 2 chains x (300 + 500),
 //   max depth 10: step 0.0035-0.0045, 930-980 leapfrog steps, 48 and 90 divergences, max R-hat
 //   1.65 (beta), 1.33 (global_prob): worse than without (bench/geometry-log.md, session 5).
-// * The theta prior and the likelihood are each one whole-matrix expression (normal_columns_lpdf:
-//   column sums of squares; multinomial_logit_rows: y'theta over the nonzero counts only, one
-//   log_sum_exp per sample), the same density up to constants as K normal and N multinomial_logit
-//   statements, with fewer autodiff nodes: mimix_gaussian on NutNet-408 (K = 409) went from 14.1 to
-//   10.6 ms per gradient (two 40-iteration chains side by side, identical 2,334 leapfrog steps;
-//   bench/geometry-log.md, session 5). In the factor models the theta prior is the level-free
-//   form above.
+// * The theta prior and the likelihood are each one whole-matrix expression
+//   (normal_rows_level_free_lpdf: column sums of squares and row sums; multinomial_logit_rows:
+//   y'theta over the nonzero counts only, one log_sum_exp per sample) instead of K normal and N
+//   multinomial_logit statements: fewer autodiff nodes. mimix_gaussian on NutNet-408 (K = 409)
+//   went from 14.1 to 10.6 ms per gradient with the column-sum form (two 40-iteration chains side
+//   by side, identical 2,334 leapfrog steps; bench/geometry-log.md, session 5).
 // Measured on NutNet-100 (N = 166, K = 101, P = 3, site + block nested; PyStan 3.10, 1 chain,
 // 200 warmup + 100 draws, adapt_delta 0.9, max tree depth 8 to keep runs short; SVD inits;
 // bench/geometry-log.md runs 3-6). Prototype (notes): ~1,015 leapfrog/iteration at depth 10.

@@ -36,13 +36,12 @@
 //   Jacobian -(N + R)/2 sum_l log sigma2_lambda_l. theta's mean F Lambda = F_scaled z_Lambda then
 //   does not move with sigma2_lambda, so trading a loading row's scale against its factor's
 //   (the slow mode of lambda_diag and eta) is one coordinate instead of N + R + K.
-// * The theta prior and the likelihood are each one whole-matrix expression (normal_columns_lpdf:
-//   column sums of squares; multinomial_logit_rows: y'theta over the nonzero counts only, one
-//   log_sum_exp per sample), the same density up to constants as K normal and N multinomial_logit
-//   statements, with fewer autodiff nodes: mimix_gaussian on NutNet-408 (K = 409) went from 14.1 to
-//   10.6 ms per gradient (two 40-iteration chains side by side, identical 2,334 leapfrog steps;
-//   bench/geometry-log.md, session 5). In the factor models the theta prior is the level-free
-//   form above.
+// * The theta prior and the likelihood are each one whole-matrix expression
+//   (normal_rows_level_free_lpdf: column sums of squares and row sums; multinomial_logit_rows:
+//   y'theta over the nonzero counts only, one log_sum_exp per sample) instead of K normal and N
+//   multinomial_logit statements: fewer autodiff nodes. mimix_gaussian on NutNet-408 (K = 409)
+//   went from 14.1 to 10.6 ms per gradient with the column-sum form (two 40-iteration chains side
+//   by side, identical 2,334 leapfrog steps; bench/geometry-log.md, session 5).
 // Measured on NutNet-100 (N = 166, K = 101, P = 3, site + block, L = 10; PyStan 3.10, 2 chains
 // side by side, adapt_delta 0.9, max depth 10, SVD inits; bench/geometry-log.md, session 5): the
 // trajectories U-turn at 255 leapfrog steps (depth 8, never the limit), 0 divergences. Max R-hat /
