@@ -39,7 +39,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-OUT = ROOT / "bench" / "sbc"
+DEFAULT_OUT = ROOT / "bench" / "sbc"
 N, K, L, P, LEVELS, DEPTH = 20, 8, 2, 1, 4, 1000
 A_GRID = np.round(np.arange(1, 51) / 100, 2)
 QUANTITIES = ("mu", "sigma2", "beta")
@@ -198,7 +198,7 @@ def chi_square_p(ranks: np.ndarray, n_ranks: int, bins: int = BINS) -> float:
     return float(stats.chisquare(counts, f_exp=len(ranks) * width / width.sum()).pvalue)
 
 
-def summarize(models: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def summarize(models: list[str], out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-quantity tests and one PNG per model; returns (tests, per-model run statistics)."""
     import matplotlib
 
@@ -208,7 +208,7 @@ def summarize(models: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
 
     rows, runs = [], []
     for model in models:
-        path = OUT / f"{model}_ranks.csv"
+        path = out / f"{model}_ranks.csv"
         if not path.exists():
             continue
         table = pd.read_csv(path)
@@ -294,12 +294,12 @@ def summarize(models: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
         ax.set_title(f"global_prob: z = {z:.2f}, event-rank p = {rows[-1]['pooled_p']:.2g}", fontsize=9)
         figure.suptitle(f"SBC {model}: {len(sub)} replicates, ranks 0..{n_ranks}; grey = 99% band", fontsize=10)
         figure.tight_layout()
-        figure.savefig(OUT / f"{model}_ranks.png", dpi=110)
+        figure.savefig(out / f"{model}_ranks.png", dpi=110)
         plt.close(figure)
     return pd.DataFrame(rows), pd.DataFrame(runs)
 
 
-def write_summary(tests: pd.DataFrame, runs: pd.DataFrame, command: str) -> None:
+def write_summary(tests: pd.DataFrame, runs: pd.DataFrame, command: str, out: Path) -> None:
     n_tests = len(tests)
     alpha = 0.05
     lines = [
@@ -339,7 +339,7 @@ def write_summary(tests: pd.DataFrame, runs: pd.DataFrame, command: str) -> None
         lines.append(
             f"- {row['model']} {row['quantity']}: {verdict} (p = {min(ps):.3g}, {row['replicates']} replicates)"
         )
-    (OUT / "summary.md").write_text("\n".join(lines) + "\n")
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -353,13 +353,14 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, default=0.0, help="per model; 0 = no limit")
     parser.add_argument("--summary-only", action="store_true", help="only re-read the CSVs and summarize")
     parser.add_argument("--command", default=None, help="command line to record in summary.md")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder of the rank CSVs, PNGs and summary.md")
     args = parser.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
     logger = logging.getLogger("sbc")
     logger.addHandler(logging.NullHandler())
     logger.propagate = False  # the sampler's progress lines are not wanted here
     for model in [] if args.summary_only else args.models:
-        path = OUT / f"{model}_ranks.csv"
+        path = args.out / f"{model}_ranks.csv"
         done = set(pd.read_csv(path)["seed"]) if path.exists() else set()
         seeds = [args.seed + r for r in range(args.replicates) if args.seed + r not in done]
         start = time.perf_counter()
@@ -383,9 +384,9 @@ def main() -> None:
             if args.max_minutes and elapsed > 60 * args.max_minutes:
                 print(f"{model}: time limit reached after {count} replicates", file=sys.stderr, flush=True)
                 break
-    tests, runs = summarize(args.models)
+    tests, runs = summarize(args.models, args.out)
     command = args.command or "python " + " ".join(sys.argv)
-    write_summary(tests, runs, command)
+    write_summary(tests, runs, command, args.out)
     pd.set_option("display.width", 200)
     print(runs.to_string(index=False))
     print(tests.to_string(index=False))
