@@ -22,7 +22,7 @@ import aiohttp.client
 import arviz as az
 import numpy as np
 
-from mimix.density import reference_taxa, theta_free_from
+from mimix.density import dl_loading_gain, reference_taxa, theta_free_from
 
 # PyStan's HTTP client gives up after 300 s; builds on a busy 2-core machine take longer.
 aiohttp.client.DEFAULT_TIMEOUT = aiohttp.client.ClientTimeout(total=None, sock_connect=60)
@@ -74,7 +74,9 @@ def inits(data: dict, kind: str) -> dict:
                 sigma2=np.maximum((th - mu - F @ Lam).var(0), 0.05).tolist())  # fmt: skip
     if kind == "dl":
         phi = np.abs(Lam) + 0.01
-        init.update(phi=phi.tolist(), psi=np.ones_like(Lam).tolist(), z_Lambda=(Lam / phi).tolist(), nu=1.0)
+        psi = np.ones_like(Lam)
+        gain = dl_loading_gain({"psi": psi, "phi": phi}, N)  # Lambda = z_Lambda g(s) (mimix.stan)
+        init.update(phi=phi.tolist(), psi=psi.tolist(), z_Lambda=(Lam / gain).tolist(), nu=1.0)
     elif kind == "dl_centred":
         init.update(phi=(np.abs(Lam) + 0.01).tolist(), Lambda_c=Lam.tolist(), nu=1.0)
     elif kind == "gaussian":

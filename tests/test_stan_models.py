@@ -182,9 +182,11 @@ def test_inclusion_probabilities_match_bruteforce(name: str, stan_models: dict, 
         assert np.all(beta[omega == 0] == 0)
     else:
         Lambda = np.asarray(fit["Lambda"])[..., 0]
-        assert np.allclose(
-            Lambda, density.dl_loadings(p) if name == "mimix" else np.sqrt(p["sigma2_lambda"])[:, None] * p["z_Lambda"]
-        )
+        if name == "mimix":
+            expected = density.dl_loadings(p, int(tiny_data["N"]))
+        else:
+            expected = np.sqrt(p["sigma2_lambda"])[:, None] * p["z_Lambda"]
+        assert np.allclose(Lambda, expected)
         lam_diag = (Lambda**2).sum(0)
         np.testing.assert_allclose(np.asarray(fit["eta"])[..., 0], lam_diag / (lam_diag + p["sigma2"]))
 

@@ -66,10 +66,15 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_global_tests_detect_strong_and_not_null(finished_run: Path, model: str) -> None:
     table = pd.read_csv(finished_run / model / "global_tests.tsv", sep="\t")
     probability = table.set_index("name")["posterior_prob"]
+    bayes_factor = table.set_index("name")["bayes_factor"]
     # A 10-of-15-taxa effect of |1-3| log-ratio units with 20 vs 20 samples is unmistakable, while a
-    # null column should have a posterior probability near its prior (about 0.5 or less).
+    # null column must get no positive evidence for an effect: Bayes factor < 3 (Kass & Raftery 1995's
+    # bound for "positive" evidence; posterior < 0.75 at the prior 0.5). Not "posterior < prior": the
+    # Dirichlet-Laplace model's posterior for this null sits at its prior (0.518, MCSE 0.019, from 2 x
+    # 1,500 draws on these data, 2026-11-25), so a bound at 0.5 passed or failed by Monte Carlo luck
+    # (0.58 +- 0.064 with the test's 2 x 200 draws); the Gaussian and no-factor models give ~0.28.
     assert probability["strong[treated]"] > 0.9
-    assert probability["null[treated]"] < 0.5
+    assert bayes_factor["null[treated]"] < 3
     assert set(table["decision"]) <= {"reject", "retain"}
     assert table["posterior_prob"].between(0, 1).all() and table["prior_prob"].between(0, 1).all()
 

@@ -274,9 +274,21 @@ def _factor_model_terms(p: Params, data: Mapping, Lambda: Array) -> float:
     return lp + _theta_given_factors(p, F, Lambda, ref)
 
 
-def dl_loadings(p: Params) -> Array:
-    """Lambda = z .* sqrt(psi) .* phi (non-centred Dirichlet-Laplace loadings)."""
-    return np.asarray(p["z_Lambda"]) * np.sqrt(p["psi"]) * np.asarray(p["phi"])
+def loading_centring_scale(n_samples: int) -> float:
+    """c of the DL loadings' adaptive centring: 0.25 / sqrt(N), as in mimix.stan's transformed data."""
+    return 0.25 / np.sqrt(n_samples)
+
+
+def dl_loading_gain(p: Params, n_samples: int) -> Array:
+    """g(s) = s / sqrt(1 + (s / c)^2) for the loadings' prior sd s = sqrt(psi) phi: Lambda = z g(s)
+    is non-centred where s << c and centred (z = Lambda / c) where s >> c."""
+    sd = np.sqrt(p["psi"]) * np.asarray(p["phi"])
+    return sd / np.sqrt(1.0 + (sd / loading_centring_scale(n_samples)) ** 2)
+
+
+def dl_loadings(p: Params, n_samples: int) -> Array:
+    """Lambda = z .* g(sqrt(psi) .* phi) (adaptively centred Dirichlet-Laplace loadings)."""
+    return np.asarray(p["z_Lambda"]) * dl_loading_gain(p, n_samples)
 
 
 def log_dirichlet_laplace_scales(phi: Array, nu: float, a_grid: Array) -> float:
@@ -289,16 +301,16 @@ def log_density_mimix(p: Params, data: Mapping) -> float:
     """Log density of mimix (Dirichlet-Laplace loadings) in its sampler coordinates.
 
     The loadings are scored in the paper's centred form, Lambda_lk ~ N(0, psi_lk phi_lk^2), plus
-    the log Jacobian of z -> Lambda, which must equal Stan's non-centred std_normal(z).
+    the log Jacobian log g(s) of z -> Lambda = z g(s), which must equal Stan's N(z | 0, s / g(s)).
     """
-    Lambda = dl_loadings(p)
+    Lambda = dl_loadings(p, int(data["N"]))
     psi, phi, nu = np.asarray(p["psi"]), np.asarray(p["phi"]), float(p["nu"])
     lp = _factor_model_terms(p, data, Lambda)
     lp += float(stats.gamma.logpdf(nu, a=1.0, scale=1.0))
     lp += log_dirichlet_laplace_scales(phi, nu, np.asarray(data["a_grid"]))
     lp += float(np.sum(stats.expon.logpdf(psi, scale=2.0)))
     scale = np.sqrt(psi) * phi
-    lp += float(np.sum(stats.norm.logpdf(Lambda, 0.0, scale) + np.log(scale)))
+    lp += float(np.sum(stats.norm.logpdf(Lambda, 0.0, scale) + np.log(dl_loading_gain(p, int(data["N"])))))
     return lp + log_jacobian(p, "mimix")
 
 

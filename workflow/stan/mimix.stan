@@ -27,7 +27,19 @@
 // * Dirichlet-Laplace scales: xi_l * tau_l = phi_l with phi_lk ~ Gamma(a_l, rate nu) independently
 //   (normalized gammas, exact), so no simplex is needed; a_l is summed out over the grid with
 //   log_sum_exp (sum_k log Gamma(phi_lk | a, nu) needs only sum_k log phi_lk and sum_k phi_lk).
-//   Loadings are non-centred: Lambda = z .* sqrt(psi) .* phi, z ~ N(0, 1).
+// * Loadings are adaptively centred: with s = sqrt(psi) phi (the prior sd of Lambda_lk) and
+//   c = c_Lambda = 0.25 / sqrt(N), Lambda = z g(s), g(s) = s / sqrt(1 + (s / c)^2), so
+//   z ~ N(0, (s / g(s))^2) exactly. A cell the prior shrinks (s << c) is non-centred (z ~ N(0, 1),
+//   Lambda = z s); a cell the data resolve (s >> c) is centred (z = Lambda / c). Why: under the DL
+//   prior most cells are shrunk far below what the data resolve (non-centring needed), but the few
+//   large ones, and the small ones whose scale wanders, are pinned by the data while z = Lambda / s
+//   moves with s: a ridge that set the step. A Lanczos look at the metric-scaled Hessian of the
+//   non-centred form (NutNet-100) found its four stiffest directions each on one loading cell
+//   (eigenvalues 18,000-25,000, leapfrog limit 0.0125). Centring whole taxa instead (the 53 with
+//   prevalence >= 0.9) made the step 8 times smaller: which cells are large is a property of the
+//   posterior, so the switch must follow s, as g does. c ~ the precision sqrt(sigma2_k / N) with which
+//   the data resolve a loading; c = 0.02 (N = 166) was measured, c = sqrt(sigma2_k / N) with the
+//   parameter sigma2_k was worse (step 0.010, 511 leapfrog steps). Measured below.
 // * theta is sampled as theta_free: each sample's log-ratios to its reference taxon (its most
 //   abundant one), with theta_i's level c_i integrated out exactly: the likelihood does not depend
 //   on c_i, and integrating N(theta_i + c_i 1 | m_i, diag(sigma2)) over c_i gives a closed form
@@ -248,6 +260,9 @@ transformed data {
       }
     }
   }
+  // Scale c of the loadings' adaptive centring (see header): about the precision with which the data
+  // resolve a loading, sqrt(sigma2_k / sum_i f_il^2) ~ sqrt(sigma2_k / N), for sigma2_k ~ 1/16.
+  real c_Lambda = 0.25 / sqrt(N);
   matrix[N, R] Z = rep_matrix(0, N, R);  // Z[i, r] = 1 when sample i is in level r
   for (i in 1:N) {
     for (q in 1:Q) {
@@ -265,13 +280,17 @@ parameters {
   vector<lower=0>[Q] sigma2_g;  // variance of the level effects g, per blocking factor
   vector<lower=0>[P] sigma2_b;  // slab variance, per treatment column
   vector<lower=0, upper=1>[P] pi;  // prior inclusion probability, per treatment column
-  matrix[L, K] z_Lambda;  // non-centred loadings
+  matrix[L, K] z_Lambda;  // adaptively centred loadings: Lambda = z_Lambda .* g(sd_Lambda) (see header)
   matrix<lower=0>[L, K] psi;  // local Laplace mixing variances
   matrix<lower=0>[L, K] phi;  // xi_lk * tau_l
   real<lower=0> nu;  // rate of the Dirichlet-Laplace scales
 }
 transformed parameters {
-  matrix[L, K] Lambda = z_Lambda .* sqrt(psi) .* phi;  // factor loadings (L x K)
+  matrix[L, K] Lambda;  // factor loadings (L x K)
+  {
+    matrix[L, K] sd_Lambda = sqrt(psi) .* phi;  // prior sd of each loading, s = sqrt(psi) xi tau
+    Lambda = z_Lambda .* sd_Lambda ./ sqrt(1 + square(sd_Lambda / c_Lambda));  // z g(s)
+  }
 }
 model {
   // theta_i up to its level: 0 at the sample's reference taxon, theta_free elsewhere
@@ -302,7 +321,8 @@ model {
     }
   }
   to_vector(psi) ~ exponential(0.5);
-  to_vector(z_Lambda) ~ std_normal();
+  // Lambda_lk ~ N(0, s_lk^2) with Lambda = z g(s): z ~ N(0, (s / g(s))^2) (the Jacobian g(s) included)
+  to_vector(z_Lambda) ~ normal(0, sqrt(1 + square(to_vector(sqrt(psi) .* phi) / c_Lambda)));
   // F given everything but b: N(block effects, I), times the pattern mixture of the collapsed
   // spike-and-slab (b_tilde and omega integrated out per factor row)
   to_vector(F_resid) ~ std_normal();
