@@ -58,19 +58,18 @@
 //   multinomial_logit statements: fewer autodiff nodes. mimix_gaussian on NutNet-408 (K = 409)
 //   went from 14.1 to 10.6 ms per gradient with the column-sum form (two 40-iteration chains side
 //   by side, identical 2,334 leapfrog steps; bench/geometry-log.md, session 5).
-// Measured on NutNet-100 (N = 166, K = 101, P = 3, site + block nested; PyStan 3.10, 1 chain,
-// 200 warmup + 100 draws, adapt_delta 0.9, max tree depth 8 to keep runs short; SVD inits;
-// bench/geometry-log.md runs 3-6). Prototype (notes): ~1,015 leapfrog/iteration at depth 10.
-//   this file, L = 10:                 255 leapfrog (depth cap 8 at every iteration), step 0.0062,
-//                                      0 divergences, min bulk ESS 1.5-4 (beta, global_prob, nu)
-//   centred Laplace loadings (psi integrated out), L = 10: 255 (cap), step 0.0033, ESS 1.4-7
-//   Gaussian loadings (mimix_gaussian), L = 10:             255 (cap), step 0.018, ESS gp 31
-//   this file, L = 3:                  246 (mean depth 7.84), step 0.0058, 6 divergences, ESS 1.5-42
-// Neither Dirichlet-Laplace form is usable yet (no chain was near stationarity in 300
-// iterations). The non-centred form is kept because its step size was twice the centred one's
-// and its density is smooth (the Laplace density has a kink at 0). The scale hierarchy (phi, nu,
-// a_l), not rotation or the number of factors, limits the step size: Gaussian loadings at the
-// same L allow a 3x larger step. Open problem; see bench/geometry-log.md for untried ideas.
+// Measured on NutNet-100 (N = 166, K = 101, P = 3, site + block nested; L = 10; PyStan 3.10; adapt_delta
+// 0.9, max tree depth 10; SVD inits; bench/geometry-log.md, sessions 5-6):
+//   non-centred loadings, 2 chains x (200 + 300): step 0.0039-0.0046, 964-981 leapfrog steps (depth 10
+//     on 261-275 of 300 draws), 25-39 divergences, 714-719 s per chain; max R-hat beta 1.56
+//   this file (adaptive centring), 2 chains x (500 + 1000): step 0.0123-0.0129, 255 leapfrog steps in
+//     chain 1 (3 divergences), 255-1,023 (mean 502, 30 divergences) in chain 2, 2.2-3.3 ms per gradient;
+//     max R-hat / min bulk ESS: beta 1.56 / 3.5, lambda_diag 1.69 / 3.2, global_prob 1.09 / 16.
+//   Gaussian loadings (mimix_gaussian): step 0.010-0.016, 255-511 leapfrog steps, 0 divergences.
+// Adaptive centring removed the stiffness (a 2-4x larger step, 2-4x shorter trajectories) but not
+// the slow collective modes: lambda_diag, eta and beta still drift over 1,000 draws (for one taxon
+// lambda_diag went from 1.03 to 1.73 within a chain). The Dirichlet-Laplace model does not converge on
+// NutNet in hours yet; mimix_gaussian (whose row scale is one coordinate, F scaled by it) does nearly.
 //
 // Limit: P <= P_MAX = 6 treatment columns (2^6 = 64 inclusion patterns per factor row).
 functions {
