@@ -20,8 +20,9 @@ tie-breaking, chi-square as above; (2) calibration of the Rao-Blackwellized prob
 p = mean of global_prob over draws, z = sum(I - p) / sqrt(sum p (1 - p)), and a reliability plot.
 
 Tiny configuration (the issue's): N = 20, K = 8, L = 2, P = 1, one blocking factor with 4 levels,
-read depth 1000 per sample. One replicate per row of bench/sbc/<model>_ranks.csv, appended as it
-finishes (a rerun resumes: seeds already in the file are skipped). Run by hand, never in CI:
+read depth 1000 per sample. One replicate per row of <out>/<model>_ranks.csv (``--out``, default
+bench/sbc), appended as it finishes (a rerun resumes: seeds already in the file are skipped); the
+summary (summary.md) and rank histograms go to the same folder. Run by hand, never in CI:
 
     nice -n 5 python bench/sbc.py --replicates 200 --warmup 200 --draws 198 --thin 2
 """

@@ -65,8 +65,8 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("model", MODELS)
 def test_global_tests_detect_strong_and_not_null(finished_run: Path, model: str) -> None:
     table = pd.read_csv(finished_run / model / "global_tests.tsv", sep="\t")
-    probability = table.set_index("name")["posterior_prob"]
-    bayes_factor = table.set_index("name")["bayes_factor"]
+    by_name = table.set_index("name")
+    probability, bayes_factor = by_name["posterior_prob"], by_name["bayes_factor"]
     # A 10-of-15-taxa effect of |1-3| log-ratio units with 20 vs 20 samples is unmistakable, while a
     # null column must get no positive evidence for an effect: Bayes factor < 3 (Kass & Raftery 1995's
     # bound for "positive" evidence; posterior < 0.75 at the prior 0.5). Not "posterior < prior": the

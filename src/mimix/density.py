@@ -303,14 +303,15 @@ def log_density_mimix(p: Params, data: Mapping) -> float:
     The loadings are scored in the paper's centred form, Lambda_lk ~ N(0, psi_lk phi_lk^2), plus
     the log Jacobian log g(s) of z -> Lambda = z g(s), which must equal Stan's N(z | 0, s / g(s)).
     """
-    Lambda = dl_loadings(p, int(data["N"]))
+    gain = dl_loading_gain(p, int(data["N"]))
+    Lambda = np.asarray(p["z_Lambda"]) * gain  # dl_loadings, with the gain kept for the Jacobian
     psi, phi, nu = np.asarray(p["psi"]), np.asarray(p["phi"]), float(p["nu"])
     lp = _factor_model_terms(p, data, Lambda)
     lp += float(stats.gamma.logpdf(nu, a=1.0, scale=1.0))
     lp += log_dirichlet_laplace_scales(phi, nu, np.asarray(data["a_grid"]))
     lp += float(np.sum(stats.expon.logpdf(psi, scale=2.0)))
     scale = np.sqrt(psi) * phi
-    lp += float(np.sum(stats.norm.logpdf(Lambda, 0.0, scale) + np.log(dl_loading_gain(p, int(data["N"])))))
+    lp += float(np.sum(stats.norm.logpdf(Lambda, 0.0, scale) + np.log(gain)))
     return lp + log_jacobian(p, "mimix")
 
 
