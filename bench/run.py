@@ -98,6 +98,7 @@ def _chain_job(args: dict) -> dict:
         chain_id=args["chain"],
         warmup=args["warmup"],
         draws=args["draws"],
+        thin=args.get("thin", 1),
         adapt_delta=args["adapt_delta"],
         max_treedepth=args["max_treedepth"],
         refresh=10**6,
@@ -179,6 +180,7 @@ def summarize(case: str, model: str, chain_files: list[Path], jobs: list[dict], 
     has_nuts = "n_steps" in stats
     n_iterations = int(stats["n_steps"].size) if has_nuts else 0
     hits = int((stats["tree_depth"] >= max_depth).sum()) if has_nuts else np.nan
+    kept_draws = max(args.draws // getattr(args, "thin", 1), 1)
     record.update(
         {
             "engine": jobs[0]["engine"],
@@ -186,15 +188,20 @@ def summarize(case: str, model: str, chain_files: list[Path], jobs: list[dict], 
             "chains": len(chain_files),
             "warmup": args.warmup,
             "draws": args.draws,
+            "thin": getattr(args, "thin", 1),
             "wall_seconds": wall,
             "compile_seconds": max(j["compile_seconds"] for j in jobs),
+            # sampling phase (Stan's clock) over its leapfrog steps; before 2026-11-25 session 7 the whole
+            # run's seconds over the kept draws' steps (~2x too high when warmup = draws)
             "seconds_per_gradient": float(np.median([j["seconds_per_gradient"] for j in jobs])),
+            "warmup_seconds_stan": float(np.median([j["attrs"].get("warmup_seconds_stan", np.nan) for j in jobs])),
+            "sampling_seconds_stan": float(np.median([j["attrs"].get("sampling_seconds_stan", np.nan) for j in jobs])),
             "mean_leapfrog_per_iteration": float(stats["n_steps"].mean()) if has_nuts else np.nan,
             "max_treedepth_hits": hits,
             "max_treedepth_fraction": hits / n_iterations if has_nuts else np.nan,
             "divergences": int(stats["diverging"].sum()) if has_nuts else np.nan,
             "peak_rss_mb_per_chain": max(j["peak_rss_mb"] for j in jobs),
-            "bytes_per_draw": float(np.mean([j["bytes"] for j in jobs])) / args.draws,
+            "bytes_per_draw": float(np.mean([j["bytes"] for j in jobs])) / kept_draws,
         }
     )
     return record
@@ -386,6 +393,7 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument("--thin", type=int, default=1, help="keep every n-th draw (Stan writes only those)")
     parser.add_argument("--factors", type=int, default=10)  # the workflow default (config schema)
     parser.add_argument("--adapt-delta", type=float, default=0.9)
     parser.add_argument("--max-treedepth", type=int, default=10)
@@ -446,6 +454,7 @@ def main() -> None:
                 "factors": args.factors,
                 "warmup": args.warmup,
                 "draws": args.draws,
+                "thin": args.thin,
                 "adapt_delta": args.adapt_delta,
                 "max_treedepth": args.max_treedepth,
                 "seed": args.seed,

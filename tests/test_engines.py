@@ -92,6 +92,30 @@ def test_streamed_draws_equal_pystans_own_sample(pystan_chain: engines.ChainResu
     np.testing.assert_array_equal(pystan_chain.stats["lp"], np.asarray(fit["lp__"]).ravel())
 
 
+def test_stan_timing_lines_are_parsed() -> None:
+    """Stan's closing lines (as httpstan sends them, leading spaces included) give both phases."""
+    lines = [" Elapsed Time: 1.5e+03 seconds (Warm-up)", "        12.25 seconds (Sampling)", "  13.4 seconds (Total)"]
+    assert engines.parse_stan_timing(lines) == {"warmup_seconds_stan": 1500.0, "sampling_seconds_stan": 12.25}
+    assert engines.parse_stan_timing(["Adaptation terminated", "Step size = 0.07"]) == {}
+
+
+def test_seconds_per_gradient_uses_the_sampling_phase_only() -> None:
+    """The kept draws' leapfrog steps are divided into the sampling phase's seconds, not the whole
+    run's (warmup steps are not reported); thinning scales the steps; no timing gives NaN."""
+    timings = {"sampling_seconds": 100.0, "warmup_seconds_stan": 60.0, "sampling_seconds_stan": 40.0}
+    assert engines.seconds_per_gradient(timings, 8000) == pytest.approx(0.005)
+    assert engines.seconds_per_gradient(timings, 2000, thin=4) == pytest.approx(0.005)
+    assert np.isnan(engines.seconds_per_gradient({"sampling_seconds": 100.0}, 8000))
+
+
+@pytest.mark.slow
+def test_pystan_chain_reports_stan_phase_timings(pystan_chain: engines.ChainResult) -> None:
+    """httpstan's "Elapsed Time" text reaches the timings: both phases, within the job's wall time."""
+    t = pystan_chain.timings
+    assert t["warmup_seconds_stan"] > 0 and t["sampling_seconds_stan"] > 0
+    assert t["warmup_seconds_stan"] + t["sampling_seconds_stan"] <= t["sampling_seconds"]
+
+
 @pytest.mark.slow
 def test_pystan_initialization_failure_is_an_engine_error() -> None:
     """An impossible init (s must be positive) fails in Stan's worker: one EngineError naming the
@@ -111,7 +135,9 @@ def test_inference_data_has_named_dims(pystan_chain: engines.ChainResult, tmp_pa
     back = az.from_netcdf(str(path))
     assert back.posterior["m"].shape == (1, 150)
     assert back.posterior.attrs["engine"] == "pystan" and back.posterior.attrs["model"] == "toy"
-    assert back.posterior.attrs["seconds_per_gradient"] > 0
+    steps = float(pystan_chain.stats["n_steps"].sum())
+    per_gradient = pystan_chain.timings["sampling_seconds_stan"] / steps
+    assert back.posterior.attrs["seconds_per_gradient"] == pytest.approx(per_gradient)
     assert back.sample_stats["diverging"].dtype == bool
 
 

@@ -42,7 +42,10 @@ CHAIN_COLUMNS = [
     "mean_acceptance_rate",
 ]  # fmt: skip
 # Per-chain run settings copied from the chain files' attributes into the chain table.
-CHAIN_ATTRIBUTES = ("engine", "adapt_delta", "max_treedepth", "warmup", "sampling_seconds", "seconds_per_gradient")
+CHAIN_ATTRIBUTES = (
+    "engine", "adapt_delta", "max_treedepth", "warmup", "sampling_seconds", "warmup_seconds_stan",
+    "sampling_seconds_stan", "seconds_per_gradient",
+)  # fmt: skip
 # Above this R-hat the chains disagree about where the posterior is, not just how well they mixed.
 RHAT_DISAGREE = 1.1
 

@@ -22,6 +22,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,37 @@ class ChainResult:
     engine: str
     stan_version: str
     timings: dict[str, float] = field(default_factory=dict)
+
+
+STAN_PHASES = {"Warm-up": "warmup_seconds_stan", "Sampling": "sampling_seconds_stan"}
+_ELAPSED = re.compile(r"([0-9.eE+-]+) seconds \((Warm-up|Sampling|Total)\)")
+
+
+def parse_stan_timing(lines: Iterable[str]) -> dict[str, float]:
+    """Stan's own phase timings from its closing text ("Elapsed Time: 12.3 seconds (Warm-up)",
+    "45.6 seconds (Sampling)"), as ``warmup_seconds_stan`` and ``sampling_seconds_stan``.
+
+    Per-gradient cost must be the sampling phase's seconds over the sampling phase's leapfrog
+    steps: only the kept draws report their steps, so dividing the whole run's seconds by them
+    (warmup included) overstated it by about (warmup + sampling steps) / sampling steps, ~2x.
+    """
+    timing: dict[str, float] = {}
+    for line in lines:
+        for seconds, phase in _ELAPSED.findall(line):
+            if phase in STAN_PHASES:
+                timing[STAN_PHASES[phase]] = float(seconds)
+    return timing
+
+
+def seconds_per_gradient(timings: Mapping[str, float], kept_steps: float, thin: int = 1) -> float:
+    """Sampling-phase seconds per leapfrog step (writing the draws included); NaN when unknown.
+
+    With thinning only every ``thin``-th iteration reports its steps, so the phase's steps are
+    estimated as ``thin`` times the kept draws' steps.
+    """
+    seconds = timings.get("sampling_seconds_stan", np.nan)
+    steps = kept_steps * max(int(thin), 1)
+    return float(seconds / steps) if steps > 0 else float("nan")
 
 
 def cmdstan_available() -> bool:
@@ -294,14 +326,14 @@ def run_chain_pystan(
         "refresh": settings.refresh,
     }
     start = time.perf_counter()
-    draws, stats = _stream_nuts(model, arguments, keep, logger)
+    draws, stats, stan_timing = _stream_nuts(model, arguments, keep, logger)
     sampling_seconds = time.perf_counter() - start
     return ChainResult(
         draws=draws,
         stats=stats,
         engine="pystan",
         stan_version=f"{pystan_stan_version()} (httpstan {httpstan.__version__})",
-        timings={"compile_seconds": build_seconds, "sampling_seconds": sampling_seconds},
+        timings={"compile_seconds": build_seconds, "sampling_seconds": sampling_seconds, **stan_timing},
     )
 
 
@@ -327,6 +359,7 @@ class _DrawCollector:
         self.rows: list[np.ndarray] = []
         self.buffers: dict[int, bytearray] = {}
         self.messages = 0
+        self.timing: dict[str, float] = {}  # Stan's warmup and sampling seconds (parse_stan_timing)
         self.last_messages: collections.deque[str] = collections.deque(maxlen=4)
 
     def feed(self, connection: int, chunk: bytes) -> None:
@@ -343,6 +376,8 @@ class _DrawCollector:
             values = json.loads(line)["values"]
             if isinstance(values, dict):  # other "sample" messages are text ("Adaptation terminated", ...)
                 self._draw(values)
+            else:  # among them Stan's closing "Elapsed Time" lines
+                self.timing.update(parse_stan_timing(str(v) for v in values))
             return
         if b'"logger"' in line[:80]:
             for text in json.loads(line)["values"]:
@@ -407,7 +442,7 @@ def _die_with_parent() -> None:
 
 def _stream_nuts(
     model, arguments: dict[str, Any], keep: list[str], logger: logging.Logger
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, float]]:
     """Run httpstan's ``hmc_nuts_diag_e_adapt`` in its worker process and read its output socket
     ourselves, so that theta's draws are dropped as they arrive instead of held until the end.
 
@@ -475,7 +510,8 @@ def _stream_nuts(
     if collector.messages > MESSAGE_LINES:
         logger.info("stan: %d more message lines not shown (rejections early in warmup are normal)",
                     collector.messages - MESSAGE_LINES)  # fmt: skip
-    return collector.result(_quantity_shapes(module, model_data))
+    draws, stats = collector.result(_quantity_shapes(module, model_data))
+    return draws, stats, collector.timing
 
 
 def _stan_parameters(program_code: str) -> list[str]:
@@ -723,6 +759,10 @@ def run_chain_cmdstanpy(
         draws = {name: np.asarray(fit.stan_variable(name)) for name in keep if name in available}
         frame = fit.draws_pd(vars=list(SAMPLE_STATS))
         stats = {arviz: frame[stan].to_numpy() for stan, arviz in SAMPLE_STATS.items() if stan in frame}
+        phases = fit.time[0] if fit.time else {}  # cmdstanpy's "warmup" / "sampling" seconds from the CSV
+        stan_timing = {
+            f"{phase}_seconds_stan": float(phases[phase]) for phase in ("warmup", "sampling") if phase in phases
+        }
     except RuntimeError as err:
         raise EngineError(f"engine cmdstanpy: sampling failed: {err}") from err
     finally:
@@ -732,7 +772,7 @@ def run_chain_cmdstanpy(
         stats=stats,
         engine="cmdstanpy",
         stan_version=f"CmdStan {'.'.join(map(str, cmdstanpy.cmdstan_version() or ('?',)))}",
-        timings={"compile_seconds": build_seconds, "sampling_seconds": sampling_seconds},
+        timings={"compile_seconds": build_seconds, "sampling_seconds": sampling_seconds, **stan_timing},
     )
 
 
@@ -804,7 +844,7 @@ def to_inference_data(
         "stan_version": result.stan_version,
         **{k: float(v) for k, v in result.timings.items()},
         "total_leapfrog_steps": n_steps,
-        "seconds_per_gradient": result.timings.get("sampling_seconds", np.nan) / n_steps if n_steps else np.nan,
+        "seconds_per_gradient": seconds_per_gradient(result.timings, n_steps, int(attrs.get("thin", 1))),
         **attrs,
     }
     for group in ("posterior", "sample_stats"):

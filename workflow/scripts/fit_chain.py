@@ -37,13 +37,16 @@ def main() -> None:
     stats = idata.sample_stats
     if settings.method == "nuts":
         logger.info(
-            "chain %d: %d draws, %d divergent, %d at max tree depth, mean leapfrog steps %.1f, %.2f ms per gradient",
+            "chain %d: %d draws, %d divergent, %d at max tree depth, mean leapfrog steps %.1f, %.2f ms per gradient"
+            " (Stan's clock: warmup %.0f s, sampling %.0f s)",
             chain,
             stats.sizes["draw"],
             int(stats["diverging"].sum()),
             int((stats["tree_depth"] >= settings.max_treedepth).sum()),
             float(stats["n_steps"].mean()),
             1000 * float(idata.posterior.attrs["seconds_per_gradient"]),
+            float(idata.posterior.attrs.get("warmup_seconds_stan", float("nan"))),
+            float(idata.posterior.attrs.get("sampling_seconds_stan", float("nan"))),
         )
     else:
         logger.info(
