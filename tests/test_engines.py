@@ -151,6 +151,7 @@ def test_cmdstanpy_chain(tmp_path, monkeypatch) -> None:
     assert result.draws["m"].shape == (150,)
     assert result.engine == "cmdstanpy"
     assert abs(result.draws["m"].mean() - 1.0) < 0.5
+    assert result.timings["warmup_seconds_stan"] > 0 and result.timings["sampling_seconds_stan"] > 0
 
 
 def test_no_engine_at_all_names_both_installs() -> None:
