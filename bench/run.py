@@ -98,7 +98,7 @@ def _chain_job(args: dict) -> dict:
         chain_id=args["chain"],
         warmup=args["warmup"],
         draws=args["draws"],
-        thin=args.get("thin", 1),
+        thin=args["thin"],
         adapt_delta=args["adapt_delta"],
         max_treedepth=args["max_treedepth"],
         refresh=10**6,
@@ -123,6 +123,9 @@ def chain_figures(attrs, path: Path, chain: int, wall_seconds: float, peak_rss_m
         "wall_seconds": wall_seconds,
         "compile_seconds": float(attrs.get("compile_seconds", np.nan)),
         "seconds_per_gradient": float(attrs.get("seconds_per_gradient", np.nan)),
+        "warmup_seconds_stan": float(attrs.get("warmup_seconds_stan", np.nan)),
+        "sampling_seconds_stan": float(attrs.get("sampling_seconds_stan", np.nan)),
+        "thin": int(attrs.get("thin", 1)),
         "peak_rss_mb": peak_rss_mb,
         "bytes": path.stat().st_size,
         "engine": str(attrs.get("engine")),
@@ -180,7 +183,6 @@ def summarize(case: str, model: str, chain_files: list[Path], jobs: list[dict], 
     has_nuts = "n_steps" in stats
     n_iterations = int(stats["n_steps"].size) if has_nuts else 0
     hits = int((stats["tree_depth"] >= max_depth).sum()) if has_nuts else np.nan
-    kept_draws = max(args.draws // getattr(args, "thin", 1), 1)
     record.update(
         {
             "engine": jobs[0]["engine"],
@@ -188,20 +190,20 @@ def summarize(case: str, model: str, chain_files: list[Path], jobs: list[dict], 
             "chains": len(chain_files),
             "warmup": args.warmup,
             "draws": args.draws,
-            "thin": getattr(args, "thin", 1),
+            "thin": jobs[0]["thin"],
             "wall_seconds": wall,
             "compile_seconds": max(j["compile_seconds"] for j in jobs),
             # sampling phase (Stan's clock) over its leapfrog steps; before 2026-11-25 session 7 the whole
             # run's seconds over the kept draws' steps (~2x too high when warmup = draws)
             "seconds_per_gradient": float(np.median([j["seconds_per_gradient"] for j in jobs])),
-            "warmup_seconds_stan": float(np.median([j["attrs"].get("warmup_seconds_stan", np.nan) for j in jobs])),
-            "sampling_seconds_stan": float(np.median([j["attrs"].get("sampling_seconds_stan", np.nan) for j in jobs])),
+            "warmup_seconds_stan": float(np.median([j["warmup_seconds_stan"] for j in jobs])),
+            "sampling_seconds_stan": float(np.median([j["sampling_seconds_stan"] for j in jobs])),
             "mean_leapfrog_per_iteration": float(stats["n_steps"].mean()) if has_nuts else np.nan,
             "max_treedepth_hits": hits,
             "max_treedepth_fraction": hits / n_iterations if has_nuts else np.nan,
             "divergences": int(stats["diverging"].sum()) if has_nuts else np.nan,
             "peak_rss_mb_per_chain": max(j["peak_rss_mb"] for j in jobs),
-            "bytes_per_draw": float(np.mean([j["bytes"] for j in jobs])) / kept_draws,
+            "bytes_per_draw": float(np.mean([j["bytes"] for j in jobs])) / posterior.sizes["draw"],  # kept draws
         }
     )
     return record
