@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from pathlib import Path
 
-import aiohttp.client
 import arviz as az
 import numpy as np
 
 from mimix.density import dl_loading_gain, reference_taxa, theta_free_from
-
-# PyStan's HTTP client gives up after 300 s; builds on a busy 2-core machine take longer.
-aiohttp.client.DEFAULT_TIMEOUT = aiohttp.client.ClientTimeout(total=None, sock_connect=60)
-import stan  # noqa: E402
+from mimix.engines import build_pystan_model
+from mimix.models import expand_includes
 
 DATA = Path("/work/shared/data/nutnet")
 
@@ -125,7 +123,8 @@ def main() -> None:
     args = ap.parse_args()
     data = nutnet(L=args.L)
     t0 = time.time()
-    model = stan.build(args.program.read_text(), data=data, random_seed=args.seed)
+    # built as the workflow builds (includes expanded, stanc --O1)
+    model, _ = build_pystan_model(expand_includes(args.program), data, args.seed, logging.getLogger("geometry"))
     build = time.time() - t0
     t0 = time.time()
     fit = model.sample(num_chains=1, num_warmup=args.warmup, num_samples=args.draws, delta=args.delta,

@@ -286,17 +286,14 @@ def cold_compile_seconds(model: str, data: dict) -> float:
     gives it a new cache key, so httpstan compiles it as on a fresh machine (the build is deleted after)."""
     import httpstan.cache
     import httpstan.models
-    import stan
 
-    from mimix.engines import _json_ready
+    from mimix.engines import build_pystan_model, optimized_program
     from mimix.models import program_code
 
     code = program_code(model) + f"\n// cold-compile benchmark {time.time_ns()}\n"
-    start = time.perf_counter()
-    stan.build(code, data=_json_ready(data), random_seed=1)
-    seconds = time.perf_counter() - start
+    _, seconds = build_pystan_model(code, data, 1, logging.getLogger("bench.cold"))
     with contextlib.suppress(Exception):
-        httpstan.cache.delete_model_directory(httpstan.models.calculate_model_name(code))
+        httpstan.cache.delete_model_directory(httpstan.models.calculate_model_name(optimized_program(code)))
     return seconds
 
 

@@ -80,7 +80,7 @@ def test_pystan_same_seed_same_draws(pystan_chain: engines.ChainResult) -> None:
 def test_streamed_draws_equal_pystans_own_sample(pystan_chain: engines.ChainResult) -> None:
     """Our reader of httpstan's output socket (which drops unkept quantities as they arrive) gives
     exactly the draws and sampler statistics of PyStan's own ``sample`` with the same arguments."""
-    model, _ = engines._pystan_build(TOY, DATA, 7, LOGGER)
+    model, _ = engines.build_pystan_model(TOY, DATA, 7, LOGGER)
     fit = model.sample(
         num_chains=1, num_warmup=200, num_samples=150, num_thin=1, delta=0.9, max_depth=10, refresh=50,
         init=[{"m": 1.0, "s": 1.0}],
@@ -170,7 +170,7 @@ def test_pystan_syntax_error_quotes_stanc() -> None:
     """A broken program fails at once (no retries) with stanc's explanation in the one-line message."""
     broken = "parameters { real m } model { m ~ normal(0, 1); }"
     with pytest.raises(EngineError) as caught:
-        engines._pystan_build(broken, {}, 1, LOGGER)
+        engines.build_pystan_model(broken, {}, 1, LOGGER)
     message = str(caught.value)
     assert message.startswith("engine pystan: the Stan program does not compile (Syntax error)")
     assert '";" expected after variable declaration' in message and "\n" not in message

@@ -33,13 +33,13 @@ def test_paper_inits_from_centred_log_ratios() -> None:
 
 def test_factor_model_inits_are_log_ratios_to_the_reference_taxon() -> None:
     """The factor models sample theta_free = theta_ik - theta_i,ref (most abundant taxon, first on
-    ties), reference dropped: the same clr inits up to each sample's level."""
+    ties), N x K with 0 in the reference cell: the same clr inits up to each sample's level."""
     Y = np.array([[10, 0, 90], [5, 5, 0]])
     inits = fitting.paper_inits({"Y": Y}, np.random.default_rng(0), "mimix_gaussian", jitter=0.0)
-    assert "theta" not in inits and inits["theta_free"].shape == (2, 2)
+    assert "theta" not in inits and inits["theta_free"].shape == (2, 3)
     logs = np.log(Y + 0.5)
-    np.testing.assert_allclose(inits["theta_free"][0], [logs[0, 0] - logs[0, 2], logs[0, 1] - logs[0, 2]])
-    np.testing.assert_allclose(inits["theta_free"][1], [logs[1, 1] - logs[1, 0], logs[1, 2] - logs[1, 0]])
+    np.testing.assert_allclose(inits["theta_free"][0], [logs[0, 0] - logs[0, 2], logs[0, 1] - logs[0, 2], 0.0])
+    np.testing.assert_allclose(inits["theta_free"][1], [0.0, logs[1, 1] - logs[1, 0], logs[1, 2] - logs[1, 0]])
 
 
 def tiny_input() -> ModelInput:

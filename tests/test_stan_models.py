@@ -7,6 +7,7 @@ build of each program takes 1.5-6 minutes (httpstan caches the compiled model un
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 from pathlib import Path
@@ -15,6 +16,8 @@ import numpy as np
 import pytest
 
 from mimix import density
+from mimix.engines import build_pystan_model
+from mimix.models import program_code
 
 pytestmark = pytest.mark.slow
 
@@ -66,8 +69,9 @@ def _random_point(model: str, data: dict, rng: np.random.Generator) -> dict[str,
     if model == "mimix_nofactor":
         p["h"] = rng.normal(0, 1, (R, K))
         return p
-    # factor models: log-ratios to each sample's reference taxon; Gaussian: scaled scores/level means
-    p["theta_free"] = p.pop("theta")[:, 1:]
+    # factor models: log-ratios to each sample's reference taxon, N x K (its own cell an unused
+    # N(0, 1) auxiliary, random here like the rest); Gaussian: scaled scores/level means
+    p["theta_free"] = p.pop("theta")
     scores = "F_scaled" if model == "mimix_gaussian" else "F"
     p[scores] = rng.normal(0, 1, (N, L))
     p[scores.replace("F", "h")] = rng.normal(0, 1, (R, L))
@@ -92,12 +96,11 @@ def tiny_data() -> dict:
 
 @pytest.fixture(scope="module")
 def stan_models(tiny_data: dict) -> dict:
-    """The three programs built once per module on the tiny data (PyStan 3)."""
-    aiohttp_client = pytest.importorskip("aiohttp.client")
-    # PyStan's HTTP client gives up after 300 s; a build on a busy machine can take longer.
-    aiohttp_client.DEFAULT_TIMEOUT = aiohttp_client.ClientTimeout(total=None, sock_connect=60)
-    stan = pytest.importorskip("stan")
-    return {name: stan.build((STAN_DIR / f"{name}.stan").read_text(), data=tiny_data, random_seed=1) for name in MODELS}
+    """The three programs built once per module on the tiny data, as the workflow builds them
+    (PyStan 3, stanc --O1: the struct-of-arrays code paths are the ones checked here)."""
+    pytest.importorskip("stan")
+    logger = logging.getLogger("test_stan_models")
+    return {name: build_pystan_model(program_code(name), tiny_data, 1, logger)[0] for name in MODELS}
 
 
 def _data_block(program: str) -> str:
@@ -108,24 +111,39 @@ def _data_block(program: str) -> str:
 
 
 def test_data_blocks_identical() -> None:
-    """PyStan 3 runs stanc without include paths, so each file carries its own data block."""
+    """One data dict (mimix.models.stan_data) feeds all three programs, so they declare the same data."""
     blocks = {name: _data_block((STAN_DIR / f"{name}.stan").read_text()) for name in MODELS}
     assert len(set(blocks.values())) == 1, "data blocks differ between the .stan files"
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_stanc_accepts_program(name: str) -> None:
-    """Type-check with the stanc bundled in httpstan (current syntax, no deprecation warnings)."""
+def _stanc(*args: str) -> subprocess.CompletedProcess:
     httpstan = pytest.importorskip("httpstan")
     stanc = Path(httpstan.__file__).parent / "stanc"
-    done = subprocess.run(
-        [str(stanc), "--warn-pedantic", "--o", "/dev/null", str(STAN_DIR / f"{name}.stan")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return subprocess.run([str(stanc), *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_stanc_accepts_program(name: str) -> None:
+    """Type-check the file as CmdStan users compile it (includes from workflow/stan/include) with the
+    stanc bundled in httpstan: current syntax, no deprecation warnings."""
+    done = _stanc("--warn-pedantic", f"--include-paths={STAN_DIR / 'include'}", "--o", "/dev/null",
+                  str(STAN_DIR / f"{name}.stan"))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "deprecat" not in done.stderr.lower()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_theta_layer_is_struct_of_arrays(name: str, tmp_path: Path) -> None:
+    """Under stanc --O1 every N x K matrix (theta and what is computed from it) is one autodiff node
+    ("SoA"). A single cell-wise assignment or an unsupported function on theta would turn them into
+    N x K separate nodes ("AoS"), which made gradients 2-3 times slower under --O1 (bench/gradient.py)."""
+    source = tmp_path / f"{name}.stan"
+    source.write_text(program_code(name))
+    done = _stanc("--O1", "--debug-mem-patterns", "--o", str(tmp_path / "model.hpp"), str(source))
+    assert done.returncode == 0, done.stderr
+    patterns = dict(re.findall(r"^(matrix\[N, K\] \w+): (SoA|AoS)$", done.stdout + done.stderr, re.M))
+    assert patterns, "stanc printed no N x K matrix"
+    assert set(patterns.values()) == {"SoA"}, patterns
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -193,8 +211,8 @@ def test_inclusion_probabilities_match_bruteforce(name: str, stan_models: dict, 
 
 def test_design_with_too_many_columns_is_refused(stan_models: dict) -> None:
     """P > P_MAX = 6 is rejected in transformed data with a message naming the limit."""
-    stan = pytest.importorskip("stan")
+    pytest.importorskip("stan")
     data = _tiny_data(P=7)
     with pytest.raises(Exception, match="P_MAX"):
-        model = stan.build((STAN_DIR / "mimix_nofactor.stan").read_text(), data=data, random_seed=1)
+        model, _ = build_pystan_model(program_code("mimix_nofactor"), data, 1, logging.getLogger("test"))
         model.fixed_param(num_chains=1, num_samples=1)

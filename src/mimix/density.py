@@ -38,9 +38,10 @@ _BLOCK_AND_SLAB = [
     ("sigma2_b", "log"),
     ("pi", "logit"),
 ]
-# Factor models: theta_free (N x K-1, theta's log-ratios to each sample's reference taxon; the
-# level of theta_i is integrated out) instead of theta; mimix_gaussian also samples the factor
-# scores and level means scaled by their loading row's sd (F_scaled, h_scaled; see factor_scores).
+# Factor models: theta_free (N x K, theta's log-ratios to each sample's reference taxon, whose own
+# cell is an unused N(0, 1) auxiliary; the level of theta_i is integrated out) instead of theta;
+# mimix_gaussian also samples the factor scores and level means scaled by their loading row's sd
+# (F_scaled, h_scaled; see factor_scores).
 _FACTOR_HEAD = [("theta_free", "none")] + _COMMON_HEAD[1:]
 PARAMETERS: dict[str, list[tuple[str, str]]] = {
     "mimix_nofactor": _COMMON_HEAD + _BLOCK_AND_SLAB,
@@ -237,27 +238,31 @@ def reference_taxa(Y: Array) -> NDArray[np.int_]:
 
 
 def theta_from_free(theta_free: Array, ref: NDArray[np.int_]) -> Array:
-    """theta up to each sample's level: 0 at the reference taxon, theta_free elsewhere (in order)."""
-    theta_free = np.asarray(theta_free, dtype=float)
-    return np.stack([np.insert(row, r, 0.0) for row, r in zip(theta_free, ref, strict=True)])
+    """theta up to each sample's level: 0 at the reference taxon, theta_free elsewhere."""
+    theta = np.array(theta_free, dtype=float, copy=True)
+    theta[np.arange(len(ref)), ref] = 0.0
+    return theta
 
 
 def theta_free_from(theta: Array, ref: NDArray[np.int_]) -> Array:
-    """theta_free of a full theta: log-ratios to each sample's reference taxon, reference dropped."""
+    """theta_free of a full theta: log-ratios to each sample's reference taxon (0 in its own cell,
+    where the Stan models keep an unused auxiliary)."""
     theta = np.asarray(theta, dtype=float)
-    return np.stack([np.delete(row - row[r], r) for row, r in zip(theta, ref, strict=True)])
+    return theta - theta[np.arange(len(ref)), ref][:, None]
 
 
 def _theta_given_factors(p: Params, F: Array, Lambda: Array, ref: NDArray[np.int_]) -> float:
     """log p(theta_free | mu, F, Lambda, sigma2): theta_i ~ N(mu + Lambda' f_i, diag(sigma2)), so
-    the log-ratios to the reference taxon are N(mean contrasts, diag(sigma2_others) + sigma2_ref 1 1')."""
+    the log-ratios to the reference taxon are N(mean contrasts, diag(sigma2_others) + sigma2_ref 1 1');
+    each reference cell of theta_free is an unused auxiliary ~ N(0, 1)."""
     mean = np.asarray(p["mu"]) + F @ Lambda
     s2 = np.asarray(p["sigma2"], dtype=float)
     total = 0.0
     for t, m, r in zip(np.asarray(p["theta_free"]), mean, ref, strict=True):
         others = np.delete(np.arange(len(m)), r)
         cov = np.diag(s2[others]) + s2[r]
-        total += stats.multivariate_normal.logpdf(t, m[others] - m[r], cov)
+        total += stats.multivariate_normal.logpdf(t[others], m[others] - m[r], cov)
+        total += stats.norm.logpdf(t[r])
     return float(total)
 
 

@@ -36,12 +36,15 @@
 //   Jacobian -(N + R)/2 sum_l log sigma2_lambda_l. theta's mean F Lambda = F_scaled z_Lambda then
 //   does not move with sigma2_lambda, so trading a loading row's scale against its factor's
 //   (the slow mode of lambda_diag and eta) is one coordinate instead of N + R + K.
-// * The theta prior and the likelihood are each one whole-matrix expression
-//   (normal_rows_level_free_lpdf: column sums of squares and row sums; multinomial_logit_rows:
-//   y'theta over the nonzero counts only, one log_sum_exp per sample) instead of K normal and N
-//   multinomial_logit statements: fewer autodiff nodes. mimix_gaussian on NutNet-408 (K = 409)
-//   went from 14.1 to 10.6 ms per gradient with the column-sum form (two 40-iteration chains side
-//   by side, identical 2,334 leapfrog steps; bench/geometry-log.md, session 5).
+// * The theta prior and the likelihood are each one whole-matrix expression (include/functions.stan)
+//   instead of K normal and N multinomial_logit statements (session 5: NutNet-408 14.1 -> 10.6 ms
+//   per gradient), and every N x K matrix is one autodiff node under stanc --O1 ("struct of
+//   arrays"): theta_free is N x K, its reference cells unused N(0, 1) auxiliaries, so theta =
+//   theta_free .* not_ref needs no cell-wise assignment; mu is taken out of the squares
+//   analytically. bench/gradient.py, NutNet-408, fastest of 25 blocks (session 8): mimix_gaussian
+//   5.09 -> 4.44 ms per gradient, mimix 5.47 -> 4.97 ms (previous program without --O1, as PyStan
+//   built it -> this one with --O1); the previous program under --O1 (as cmdstanpy built it) took
+//   9.65 and 10.81 ms.
 // Measured on NutNet-100 (N = 166, K = 101, P = 3, site + block, L = 10; PyStan 3.10, 2 chains
 // side by side, adapt_delta 0.9, max depth 10, SVD inits; bench/geometry-log.md, session 5): the
 // trajectories U-turn at 255 leapfrog steps (depth 8, never the limit), 0 divergences. Max R-hat /
@@ -52,101 +55,7 @@
 //
 // Limit: P <= P_MAX = 6 treatment columns (2^6 = 64 inclusion patterns per factor row).
 functions {
-  // sum_i log of the integral over c_i of prod_k N(resid_ik + c_i | 0, sigma2_k): the normal
-  // density of each row of resid with the row's level integrated out (see header), up to a constant:
-  //   -0.5 [sum_k w_k e_ik^2 - (sum_k w_k e_ik)^2 / W] - 0.5 log W - 0.5 sum_k log sigma2_k,
-  //   w = 1 / sigma2, W = sum_k w_k.
-  real normal_rows_level_free_lpdf(matrix resid, vector sigma2) {
-    vector[rows(sigma2)] w = inv(sigma2);
-    real W = sum(w);
-    return -0.5 * (columns_dot_self(resid) * w) + 0.5 * dot_self(resid * w) / W
-           - 0.5 * rows(resid) * (sum(log(sigma2)) + log(W));
-  }
-
-  // sum_i log Multinomial(Y[i] | softmax(theta[i]')) up to the multinomial coefficients:
-  //   sum_i [y_i' theta_i - m_i log sum_k exp(theta_ik)],  m_i = sum_k y_ik,
-  // with y' theta over the nonzero counts only (y_nz at column-major positions nz_idx of theta;
-  // most cells of microbiome counts are zero) and one log_sum_exp per sample.
-  real multinomial_logit_rows(matrix theta, vector y_nz, array[] int nz_idx, vector depth) {
-    int N = rows(theta);
-    vector[N] lse;
-    for (i in 1:N) {
-      lse[i] = log_sum_exp(theta[i]);
-    }
-    return dot_product(y_nz, to_vector(theta)[nz_idx]) - dot_product(depth, lse);
-  }
-
-  // 2^P x P matrix of 0/1 inclusion patterns; row s is the binary expansion of s - 1.
-  matrix inclusion_patterns(int P, int S) {
-    matrix[S, P] pat;
-    for (s in 1:S) {
-      int rest = s - 1;
-      for (j in 1:P) {
-        pat[s, j] = rest % 2;
-        rest = rest %/% 2;
-      }
-    }
-    return pat;
-  }
-
-  // Log weight, up to a constant shared by all patterns, of each inclusion pattern s (rows) for C
-  // Gaussian regressions (columns) r_c = X_s b_s + e_c, e_c ~ N(0, v_c I), b_s ~ N(0, diag(sd_b[s])^2),
-  // with b_s integrated out:
-  //   w[s, c] = log p(s | pi) + 0.5 u' B^{-1} u - 0.5 log det B,
-  //   B = I + M_s / v_c,  M_s = D X_s'X_s D,  u = D X_s' r_c / v_c,  D = diag(sd_b[s]).
-  // One eigendecomposition M_s = V diag(lambda) V' per pattern makes each regression O(P^2).
-  matrix pattern_log_weights(matrix XtX, matrix XtR, vector v, vector sd_b, matrix pat,
-                             array[,] int pat_cols, array[] int pat_size, vector log_pi,
-                             vector log1m_pi) {
-    int S = rows(pat);
-    int C = cols(XtR);
-    matrix[S, C] w;
-    row_vector[C] inv_v = (1 ./ v)';
-    for (s in 1:S) {
-      real lp_s = pat[s] * log_pi + (1 - pat[s]) * log1m_pi;
-      int n = pat_size[s];
-      if (n == 0) {
-        w[s] = rep_row_vector(lp_s, C);
-      } else {
-        array[n] int idx = pat_cols[s, 1:n];
-        vector[n] d = sd_b[idx];
-        tuple(matrix[n, n], vector[n]) ev = eigendecompose_sym(quad_form_diag(XtX[idx, idx], d));
-        matrix[n, C] z = ev.1' * diag_pre_multiply(d, XtR[idx, :]);  // V' D X_s'r_c
-        matrix[n, C] g = ev.2 * inv_v;  // lambda_j / v_c
-        w[s] = lp_s + 0.5 * columns_dot_product(z, z ./ (1 + g)) .* square(inv_v)
-               - 0.5 * rep_row_vector(1, n) * log1p(g);
-      }
-    }
-    return w;
-  }
-
-  // Draw b_s from its Gaussian conditional given pattern s (columns idx) for one regression:
-  // e = b_s ./ d ~ N(B^{-1} u, B^{-1}) with B and u as in pattern_log_weights.
-  vector slab_rng(matrix XtX, vector xtr, real v, vector sd_b, array[] int idx) {
-    int n = size(idx);
-    vector[n] d = sd_b[idx];
-    tuple(matrix[n, n], vector[n]) ev = eigendecompose_sym(quad_form_diag(XtX[idx, idx], d));
-    vector[n] prec = 1 + ev.2 / v;  // eigenvalues of B
-    vector[n] proj = ev.1' * (d .* xtr[idx] / v);  // V' u
-    vector[n] e = ev.1 * (proj ./ prec + to_vector(normal_rng(rep_vector(0, n), 1)) ./ sqrt(prec));
-    return d .* e;
-  }
-
-  // Effects gamma (R x C) of the blocking levels from their hierarchically centred means h:
-  // a nested level is centred on its parent's mean, a first-factor level on root, others on 0.
-  // The map h -> gamma is unit-triangular (Jacobian 1).
-  matrix level_effects(matrix h, row_vector root, array[] int level_factor,
-                       array[] int level_parent) {
-    matrix[rows(h), cols(h)] gamma = h;
-    for (r in 1:rows(h)) {
-      if (level_parent[r] > 0) {
-        gamma[r] -= h[level_parent[r]];
-      } else if (level_factor[r] == 1) {
-        gamma[r] -= root;
-      }
-    }
-    return gamma;
-  }
+#include functions.stan
 }
 data {
   int<lower=1> N;                         // samples
@@ -166,87 +75,12 @@ data {
   vector<lower=0>[A] a_grid;              // 0.01, 0.02, ..., 0.50
 }
 transformed data {
-  int P_MAX = 6;  // 2^P inclusion patterns are enumerated per factor row
-  if (P > P_MAX) {
-    reject("mimix_gaussian: the treatment design has P = ", P, " columns; at most P_MAX = ", P_MAX,
-           " are supported (2^P inclusion patterns are enumerated). Drop or merge columns.");
-  }
-  int S = 1;  // number of inclusion patterns, 2^P
-  for (j in 1:P) {
-    S *= 2;
-  }
-  matrix[S, P] pat = inclusion_patterns(P, S);  // pattern s: pat[s, j] = 1 when column j is in
-  array[S, P] int pat_int;  // the same as integers, for omega
-  array[S, P] int pat_cols = rep_array(0, S, P);  // included columns, left-aligned
-  array[S] int pat_size = rep_array(0, S);  // number of included columns
-  matrix[T, S] term_off;  // 1 when pattern s includes no column of term t
-  for (s in 1:S) {
-    for (j in 1:P) {
-      pat_int[s, j] = pat[s, j] > 0.5;
-      if (pat_int[s, j]) {
-        pat_size[s] += 1;
-        pat_cols[s, pat_size[s]] = j;
-      }
-    }
-    for (t in 1:T) {
-      term_off[t, s] = dot_product(to_vector(term_cols[t]), pat[s]') == 0;
-    }
-  }
-  matrix[P, S] pat_off = (1 - pat)';  // 1 when pattern s excludes column j
-  matrix[P, P] XtX = crossprod(X);  // sufficient statistic of the slab regressions
-  // Sparse form of Y for the likelihood: nonzero counts and their column-major positions in an
-  // N x K matrix, and each sample's depth m_i.
-  int n_nonzero = 0;
-  for (k in 1:K) {
-    for (i in 1:N) {
-      n_nonzero += Y[i, k] > 0;
-    }
-  }
-  array[n_nonzero] int nz_idx;
-  vector[n_nonzero] y_nz;
-  vector[N] depth;
-  {
-    int c = 0;
-    for (k in 1:K) {
-      for (i in 1:N) {
-        if (Y[i, k] > 0) {
-          c += 1;
-          nz_idx[c] = (k - 1) * N + i;
-          y_nz[c] = Y[i, k];
-        }
-      }
-    }
-    for (i in 1:N) {
-      depth[i] = sum(Y[i]);
-    }
-  }
-  // Each sample's reference taxon (its most abundant; the first one on ties) and the other taxa
-  array[N] int ref;
-  array[N, K - 1] int others;
-  for (i in 1:N) {
-    ref[i] = 1;
-    for (k in 2:K) {
-      if (Y[i, k] > Y[i, ref[i]]) {
-        ref[i] = k;
-      }
-    }
-    int c = 0;
-    for (k in 1:K) {
-      if (k != ref[i]) {
-        c += 1;
-        others[i, c] = k;
-      }
-    }
-  }
-  matrix[N, R] Z = rep_matrix(0, N, R);  // Z[i, r] = 1 when sample i is in level r
-  for (i in 1:N) {
-    for (q in 1:Q) {
-      Z[i, block[i, q]] = 1;
-    }
-  }
+#include transformed_data.stan
 }
 parameters {
-  matrix[N, K - 1] theta_free;  // theta_ik - theta_i,ref[i], k != ref[i]: log-ratios to the reference taxon
+  // theta_ik - theta_i,ref[i]: log-ratios to each sample's reference taxon; the reference cells
+  // (i, ref[i]) are unused auxiliaries ~ N(0, 1) (a fixed-shape matrix keeps theta one autodiff node)
+  matrix[N, K] theta_free;
   vector[K] mu;  // taxon means
   real<lower=0> sigma2_mu;  // variance of mu
   vector<lower=0>[K] sigma2;  // taxon-specific error variance
@@ -265,15 +99,12 @@ transformed parameters {
 }
 model {
   // theta_i up to its level: 0 at the sample's reference taxon, theta_free elsewhere
-  matrix[N, K] theta;
-  for (i in 1:N) {
-    theta[i, ref[i]] = 0;
-    theta[i, others[i]] = theta_free[i];
-  }
-  matrix[R, L] g = level_effects(h, rep_row_vector(0, L), level_factor, level_parent);  // paper's g'
+  matrix[N, K] theta = theta_free .* not_ref;
+  matrix[R, L] g = level_effects(h, rep_row_vector(0, L), parent_of, first_level);  // paper's g'
   vector[R] sd_level = sqrt(sigma2_g[level_factor]);
   matrix[N, L] F_resid = F - Z * g;  // F minus its blocking part
 
+  target += std_normal_lupdf(to_vector(theta_free)[ref_pos]);  // the unused reference cells
   sigma2_mu ~ inv_gamma(1, 1);
   mu ~ normal(0, sqrt(sigma2_mu));
   sigma2 ~ inv_gamma(1, 1);
@@ -296,7 +127,7 @@ model {
     }
   }
   // theta_ik ~ N(mu_k + (Lambda' f_i)_k, sigma2_k), each sample's level integrated out
-  target += normal_rows_level_free_lupdf(theta - rep_matrix(mu', N) - F_scaled * z_Lambda | sigma2);  // F Lambda
+  target += normal_rows_level_free_lupdf(theta - F_scaled * z_Lambda | mu, sigma2);  // F Lambda = F_scaled z_Lambda
   // Y_i ~ Multinomial(m_i, softmax(theta_i)), all samples in one call
   target += multinomial_logit_rows(theta, y_nz, nz_idx, depth);
 }
@@ -310,8 +141,7 @@ generated quantities {
   vector[K] eta = lambda_diag ./ (lambda_diag + sigma2);  // share of variance through the factors
   {
     matrix[L, P] b = rep_matrix(0, L, P);  // omega .* b_tilde
-    matrix[P, L] XtF = X' * (F - Z * level_effects(h, rep_row_vector(0, L), level_factor,
-                                                  level_parent));
+    matrix[P, L] XtF = X' * (F - Z * level_effects(h, rep_row_vector(0, L), parent_of, first_level));
     matrix[S, L] w = pattern_log_weights(XtX, XtF, rep_vector(1, L), sqrt(sigma2_b), pat,
                                          pat_cols, pat_size, log(pi), log1m(pi));
     vector[P] none_col = rep_vector(1, P);  // prod_l P(omega_lj = 0 | rest)

@@ -22,12 +22,13 @@
 //   gamma = h - (parent mean) is a unit-triangular linear map (Jacobian 1), so the prior is
 //   stated on gamma exactly as in the paper. Measured in the prototype: 511 -> 255 leapfrog steps.
 // * theta stays explicit and centred.
-// * The theta prior and the likelihood are each one whole-matrix expression (normal_columns_lpdf:
-//   column sums of squares; multinomial_logit_rows: y'theta over the nonzero counts only, one
-//   log_sum_exp per sample), the same density up to constants as K normal and N multinomial_logit
-//   statements, with fewer autodiff nodes: mimix_gaussian on NutNet-408 (K = 409) went from 14.1 to
-//   10.6 ms per gradient (two 40-iteration chains side by side, identical 2,334 leapfrog steps;
-//   bench/geometry-log.md, session 5).
+// * The theta prior and the likelihood are each one whole-matrix expression (include/functions.stan),
+//   the same density up to constants as K normal and N multinomial_logit statements (session 5:
+//   NutNet-408 14.1 -> 10.6 ms per gradient), and every N x K matrix is one autodiff node under
+//   stanc --O1 ("struct of arrays": no cell-wise assignment; mu is taken out of the squares
+//   analytically, X'(e - 1 mu') = X'e - (X'1) mu'). bench/gradient.py, NutNet-408, fastest of 25
+//   blocks (session 8): 5.58 -> 4.19 ms per gradient (previous program without --O1, as PyStan
+//   built it -> this one with --O1; 7.68 ms for the previous program under --O1, as cmdstanpy built it).
 // Measured on NutNet-100 (N = 166, K = 101, P = 3, site + block nested; PyStan 3.10, 1 chain,
 // 250 warmup + 200 draws, adapt_delta 0.9; bench/geometry-log.md runs 1-2):
 //   prototype, beta_tilde explicit, nested means:  255 leapfrog/iteration (depth 8), step 0.016
@@ -36,100 +37,11 @@
 //   beta 10-14 (beta_kj is exactly 0 in most draws of a taxon with inclusion probability ~0.15,
 //   so its bulk ESS is low by construction), sigma2 4-17 (taxa with ~40% zero counts and small
 //   sigma2_k: a funnel between sigma2_k and the weakly identified theta of zero cells).
-// Cost is dominated by the N x K theta layer (~8 ms per gradient on the shared machine).
+// Cost is dominated by the N x K theta layer.
 //
 // Limit: P <= P_MAX = 6 treatment columns (2^6 = 64 inclusion patterns per taxon).
 functions {
-  // sum_k log N(resid[:, k] | 0, sigma2_k) up to -0.5 log(2 pi) per cell, in one expression
-  // (column sums of squares) instead of K normal statements: fewer autodiff nodes per gradient.
-  real normal_columns_lpdf(matrix resid, vector sigma2) {
-    return -0.5 * (columns_dot_self(resid) * inv(sigma2)) - 0.5 * rows(resid) * sum(log(sigma2));
-  }
-
-  // sum_i log Multinomial(Y[i] | softmax(theta[i]')) up to the multinomial coefficients:
-  //   sum_i [y_i' theta_i - m_i log sum_k exp(theta_ik)],  m_i = sum_k y_ik,
-  // with y' theta over the nonzero counts only (y_nz at column-major positions nz_idx of theta;
-  // most cells of microbiome counts are zero) and one log_sum_exp per sample.
-  real multinomial_logit_rows(matrix theta, vector y_nz, array[] int nz_idx, vector depth) {
-    int N = rows(theta);
-    vector[N] lse;
-    for (i in 1:N) {
-      lse[i] = log_sum_exp(theta[i]);
-    }
-    return dot_product(y_nz, to_vector(theta)[nz_idx]) - dot_product(depth, lse);
-  }
-
-  // 2^P x P matrix of 0/1 inclusion patterns; row s is the binary expansion of s - 1.
-  matrix inclusion_patterns(int P, int S) {
-    matrix[S, P] pat;
-    for (s in 1:S) {
-      int rest = s - 1;
-      for (j in 1:P) {
-        pat[s, j] = rest % 2;
-        rest = rest %/% 2;
-      }
-    }
-    return pat;
-  }
-
-  // Log weight, up to a constant shared by all patterns, of each inclusion pattern s (rows) for C
-  // Gaussian regressions (columns) r_c = X_s b_s + e_c, e_c ~ N(0, v_c I), b_s ~ N(0, diag(sd_b[s])^2),
-  // with b_s integrated out:
-  //   w[s, c] = log p(s | pi) + 0.5 u' B^{-1} u - 0.5 log det B,
-  //   B = I + M_s / v_c,  M_s = D X_s'X_s D,  u = D X_s' r_c / v_c,  D = diag(sd_b[s]).
-  // One eigendecomposition M_s = V diag(lambda) V' per pattern makes each regression O(P^2).
-  matrix pattern_log_weights(matrix XtX, matrix XtR, vector v, vector sd_b, matrix pat,
-                             array[,] int pat_cols, array[] int pat_size, vector log_pi,
-                             vector log1m_pi) {
-    int S = rows(pat);
-    int C = cols(XtR);
-    matrix[S, C] w;
-    row_vector[C] inv_v = (1 ./ v)';
-    for (s in 1:S) {
-      real lp_s = pat[s] * log_pi + (1 - pat[s]) * log1m_pi;
-      int n = pat_size[s];
-      if (n == 0) {
-        w[s] = rep_row_vector(lp_s, C);
-      } else {
-        array[n] int idx = pat_cols[s, 1:n];
-        vector[n] d = sd_b[idx];
-        tuple(matrix[n, n], vector[n]) ev = eigendecompose_sym(quad_form_diag(XtX[idx, idx], d));
-        matrix[n, C] z = ev.1' * diag_pre_multiply(d, XtR[idx, :]);  // V' D X_s'r_c
-        matrix[n, C] g = ev.2 * inv_v;  // lambda_j / v_c
-        w[s] = lp_s + 0.5 * columns_dot_product(z, z ./ (1 + g)) .* square(inv_v)
-               - 0.5 * rep_row_vector(1, n) * log1p(g);
-      }
-    }
-    return w;
-  }
-
-  // Draw b_s from its Gaussian conditional given pattern s (columns idx) for one regression:
-  // e = b_s ./ d ~ N(B^{-1} u, B^{-1}) with B and u as in pattern_log_weights.
-  vector slab_rng(matrix XtX, vector xtr, real v, vector sd_b, array[] int idx) {
-    int n = size(idx);
-    vector[n] d = sd_b[idx];
-    tuple(matrix[n, n], vector[n]) ev = eigendecompose_sym(quad_form_diag(XtX[idx, idx], d));
-    vector[n] prec = 1 + ev.2 / v;  // eigenvalues of B
-    vector[n] proj = ev.1' * (d .* xtr[idx] / v);  // V' u
-    vector[n] e = ev.1 * (proj ./ prec + to_vector(normal_rng(rep_vector(0, n), 1)) ./ sqrt(prec));
-    return d .* e;
-  }
-
-  // Effects gamma (R x C) of the blocking levels from their hierarchically centred means h:
-  // a nested level is centred on its parent's mean, a first-factor level on root, others on 0.
-  // The map h -> gamma is unit-triangular (Jacobian 1).
-  matrix level_effects(matrix h, row_vector root, array[] int level_factor,
-                       array[] int level_parent) {
-    matrix[rows(h), cols(h)] gamma = h;
-    for (r in 1:rows(h)) {
-      if (level_parent[r] > 0) {
-        gamma[r] -= h[level_parent[r]];
-      } else if (level_factor[r] == 1) {
-        gamma[r] -= root;
-      }
-    }
-    return gamma;
-  }
+#include functions.stan
 }
 data {
   int<lower=1> N;                         // samples
@@ -149,66 +61,7 @@ data {
   vector<lower=0>[A] a_grid;              // 0.01, 0.02, ..., 0.50
 }
 transformed data {
-  int P_MAX = 6;  // 2^P inclusion patterns are enumerated per taxon
-  if (P > P_MAX) {
-    reject("mimix_nofactor: the treatment design has P = ", P, " columns; at most P_MAX = ", P_MAX,
-           " are supported (2^P inclusion patterns are enumerated). Drop or merge columns.");
-  }
-  int S = 1;  // number of inclusion patterns, 2^P
-  for (j in 1:P) {
-    S *= 2;
-  }
-  matrix[S, P] pat = inclusion_patterns(P, S);  // pattern s: pat[s, j] = 1 when column j is in
-  array[S, P] int pat_int;  // the same as integers, for omega
-  array[S, P] int pat_cols = rep_array(0, S, P);  // included columns, left-aligned
-  array[S] int pat_size = rep_array(0, S);  // number of included columns
-  matrix[T, S] term_off;  // 1 when pattern s includes no column of term t
-  for (s in 1:S) {
-    for (j in 1:P) {
-      pat_int[s, j] = pat[s, j] > 0.5;
-      if (pat_int[s, j]) {
-        pat_size[s] += 1;
-        pat_cols[s, pat_size[s]] = j;
-      }
-    }
-    for (t in 1:T) {
-      term_off[t, s] = dot_product(to_vector(term_cols[t]), pat[s]') == 0;
-    }
-  }
-  matrix[P, S] pat_off = (1 - pat)';  // 1 when pattern s excludes column j
-  matrix[P, P] XtX = crossprod(X);  // sufficient statistic of the slab regressions
-  // Sparse form of Y for the likelihood: nonzero counts and their column-major positions in an
-  // N x K matrix, and each sample's depth m_i.
-  int n_nonzero = 0;
-  for (k in 1:K) {
-    for (i in 1:N) {
-      n_nonzero += Y[i, k] > 0;
-    }
-  }
-  array[n_nonzero] int nz_idx;
-  vector[n_nonzero] y_nz;
-  vector[N] depth;
-  {
-    int c = 0;
-    for (k in 1:K) {
-      for (i in 1:N) {
-        if (Y[i, k] > 0) {
-          c += 1;
-          nz_idx[c] = (k - 1) * N + i;
-          y_nz[c] = Y[i, k];
-        }
-      }
-    }
-    for (i in 1:N) {
-      depth[i] = sum(Y[i]);
-    }
-  }
-  matrix[N, R] Z = rep_matrix(0, N, R);  // Z[i, r] = 1 when sample i is in level r
-  for (i in 1:N) {
-    for (q in 1:Q) {
-      Z[i, block[i, q]] = 1;
-    }
-  }
+#include transformed_data.stan
 }
 parameters {
   matrix[N, K] theta;  // log-ratio abundances (paper's theta), centred
@@ -221,9 +74,11 @@ parameters {
   vector<lower=0, upper=1>[P] pi;  // prior inclusion probability, per treatment column
 }
 model {
-  matrix[R, K] gamma = level_effects(h, mu', level_factor, level_parent);  // paper's gamma (R x K)
+  matrix[R, K] gamma = level_effects(h, mu', parent_of, first_level);  // paper's gamma (R x K)
   vector[R] sd_level = sqrt(sigma2_g[level_factor]);
-  matrix[N, K] resid = theta - rep_matrix(mu', N) - Z * gamma;  // theta minus all but beta
+  // theta minus its block effects; theta minus all but beta is e - 1 mu', which is never formed
+  // (normal_columns_lpdf takes mu out of the squares, X'(e - 1 mu') = X'e - (X'1) mu')
+  matrix[N, K] e = theta - Z * gamma;
 
   sigma2_mu ~ inv_gamma(1, 1);
   mu ~ normal(0, sqrt(sigma2_mu));
@@ -234,10 +89,10 @@ model {
   pi ~ beta(1, K);
   // theta given everything but beta: N(mu + block effects, sigma2), times the pattern mixture of
   // the collapsed spike-and-slab (beta_tilde and omega integrated out per taxon)
-  target += normal_columns_lupdf(resid | sigma2);
+  target += normal_columns_lupdf(e | mu, sigma2);
   {
-    matrix[S, K] w = pattern_log_weights(XtX, X' * resid, sigma2, sqrt(sigma2_b), pat, pat_cols,
-                                         pat_size, log(pi), log1m(pi));
+    matrix[S, K] w = pattern_log_weights(XtX, X' * e - Xt1' * mu', sigma2, sqrt(sigma2_b), pat,
+                                         pat_cols, pat_size, log(pi), log1m(pi));
     for (k in 1:K) {
       target += log_sum_exp(w[:, k]);
     }
@@ -252,8 +107,7 @@ generated quantities {
   vector[P] global_prob;  // P(any taxon includes column j | rest)
   vector[T] term_prob;  // P(any taxon includes any column of term t | rest)
   {
-    matrix[N, K] resid = theta - rep_matrix(mu', N)
-                         - Z * level_effects(h, mu', level_factor, level_parent);
+    matrix[N, K] resid = theta - rep_matrix(mu', N) - Z * level_effects(h, mu', parent_of, first_level);
     matrix[P, K] XtR = X' * resid;
     matrix[S, K] w = pattern_log_weights(XtX, XtR, sigma2, sqrt(sigma2_b), pat, pat_cols,
                                          pat_size, log(pi), log1m(pi));
