@@ -92,6 +92,19 @@ def test_streamed_draws_equal_pystans_own_sample(pystan_chain: engines.ChainResu
     np.testing.assert_array_equal(pystan_chain.stats["lp"], np.asarray(fit["lp__"]).ravel())
 
 
+@pytest.mark.slow
+def test_lean_services_sample_the_same_draws(pystan_chain: engines.ChainResult) -> None:
+    """Linking the stan_services object without Stan's diagnostic writer (the default build) changes
+    what is written, not what is sampled: the same draws as a model linked with httpstan's own."""
+    assert engines.lean_services_object(LOGGER) is not None, "the lean services object could not be built here"
+    model, _ = engines.build_pystan_model(TOY, DATA, 7, LOGGER, lean=False)
+    assert "diagnostic writer off" not in model.program_code
+    arguments = {"init": {"m": 1.0, "s": 1.0}, "num_warmup": 200, "num_samples": 150, "delta": 0.9, "max_depth": 10}
+    draws, stats, _ = engines._stream_nuts(model, arguments, ["m"], LOGGER)
+    np.testing.assert_array_equal(draws["m"], pystan_chain.draws["m"])
+    np.testing.assert_array_equal(stats["n_steps"], pystan_chain.stats["n_steps"])
+
+
 def test_stan_timing_lines_are_parsed() -> None:
     """Stan's closing lines (as httpstan sends them, leading spaces included) give both phases."""
     lines = [" Elapsed Time: 1.5e+03 seconds (Warm-up)", "        12.25 seconds (Sampling)", "  13.4 seconds (Total)"]

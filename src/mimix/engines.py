@@ -39,6 +39,14 @@ ENGINES = ("auto", "cmdstanpy", "pystan")
 # cell-wise programs without --O1 and 7.7-10.8 ms for them with --O1 (mixing the two kinds of matrix
 # costs a copy at every switch).
 STANC_OPTIMIZATION = "--O1"
+# The macros httpstan compiles models with (httpstan/models.py), for the services object below.
+HTTPSTAN_MACROS = (
+    "BOOST_DISABLE_ASSERTS",
+    "BOOST_PHOENIX_NO_VARIADIC_EXPRESSION",
+    "STAN_THREADS",
+    "_REENTRANT",
+    "_GLIBCXX_USE_CXX11_ABI=0",
+)
 BUILD_ATTEMPTS = 3
 PYSTAN_PIN = "3.10.0"  # = pyproject.toml
 MESSAGE_LINES = 40  # Stan message lines written to a chain's log (the rest are counted)
@@ -308,16 +316,93 @@ def _optimizing_stanc():
         httpstan.compile.compile = original
 
 
-def optimized_program(program_code: str) -> str:
-    """The program as PyStan builds it: with a closing comment naming the stanc optimization, so that
-    httpstan's cache (keyed by the program text) never serves a build made without it, or with it to
-    a plain ``stan.build`` of the same text."""
-    return f"{program_code.rstrip()}\n// built with stanc {STANC_OPTIMIZATION} (mimix.engines)\n"
+# Stan's diagnostic writer: for every saved draw, httpstan's stan_services sends the unconstrained
+# parameters, their momenta and their gradients (3 x 74,000 named values at NutNet-408, ~75 % of what
+# a draw writes) through a socket that PyStan and this engine never read. A copy of httpstan's
+# stan_services.cpp with that writer replaced by Stan's no-op writer is compiled once per httpstan
+# installation (about 40 s) and linked into every model instead of httpstan's own object.
+_DIAGNOSTIC_WRITER = 'new stan::callbacks::socket_writer(socket_filename, "diagnostic_writer:")'
+_NO_OP_WRITER = "new stan::callbacks::writer()"
 
 
-def build_pystan_model(program_code: str, data: dict, seed: int, logger: logging.Logger):
+def lean_services_object(logger: logging.Logger) -> Path | None:
+    """httpstan's stan_services object without the diagnostic writer, compiled and cached; None (with a
+    warning in the log) when it cannot be made, and then httpstan's own object is used."""
+    import subprocess
+    import sysconfig
+
+    import httpstan
+
+    package = Path(httpstan.__file__).parent
+    source = (package / "stan_services.cpp").read_text()
+    if source.count(_DIAGNOSTIC_WRITER) != 2:  # hmc_nuts_diag_e_adapt and fixed_param
+        logger.warning("httpstan %s: stan_services.cpp is not as expected; its diagnostic writer stays on",
+                       httpstan.__version__)  # fmt: skip
+        return None
+    lean = source.replace(_DIAGNOSTIC_WRITER, _NO_OP_WRITER)
+    key = hashlib.sha256((lean + str(package) + sys.version).encode()).hexdigest()[:16]
+    folder = cache_root() / "httpstan" / f"{httpstan.__version__}-{key}"
+    target = folder / "stan_services_lean.o"
+    if target.exists():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=folder) as work:
+        (Path(work) / "stan_services_lean.cpp").write_text(lean)
+        command = [
+            os.environ.get("CXX", "g++"), "-c", "-O3", "-std=c++14", "-fPIC", "-w",
+            *[f"-D{macro}" for macro in HTTPSTAN_MACROS],
+            f"-I{package}", f"-I{package / 'include'}", f"-I{sysconfig.get_paths()['include']}",
+            str(Path(work) / "stan_services_lean.cpp"), "-o", str(Path(work) / "stan_services_lean.o"),
+        ]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            detail = done.stderr.strip().splitlines()[-1:] or done.returncode
+            logger.warning("compiling httpstan's stan_services without its diagnostic writer failed (%s); "
+                           "using httpstan's own", detail)  # fmt: skip
+            return None
+        os.replace(Path(work) / "stan_services_lean.o", target)  # atomic: parallel builders agree
+    logger.info("compiled httpstan's stan_services without its diagnostic writer in %.0f s (cached in %s)",
+                time.perf_counter() - start, folder)  # fmt: skip
+    return target
+
+
+@contextlib.contextmanager
+def _linking(services_object: Path | None):
+    """Let httpstan link ``services_object`` into the model instead of its own stan_services.o."""
+    import httpstan.build_ext
+
+    if services_object is None:
+        yield
+        return
+    original = httpstan.build_ext.run_build_ext
+
+    def run_build_ext(extensions, build_lib):
+        for extension in extensions:
+            extension.extra_objects = [
+                str(services_object) if Path(obj).name == "stan_services.o" else obj for obj in extension.extra_objects
+            ]
+        return original(extensions, build_lib)
+
+    httpstan.build_ext.run_build_ext = run_build_ext
+    try:
+        yield
+    finally:
+        httpstan.build_ext.run_build_ext = original
+
+
+def optimized_program(program_code: str, lean: bool = True) -> str:
+    """The program as PyStan builds it: with a closing comment naming how it is built (stanc
+    optimization; diagnostic writer off when ``lean``), so that httpstan's cache (keyed by the
+    program text) never mixes these builds with each other or with a plain ``stan.build``."""
+    how = f"stanc {STANC_OPTIMIZATION}" + (", Stan's diagnostic writer off" if lean else "")
+    return f"{program_code.rstrip()}\n// built with {how} (mimix.engines)\n"
+
+
+def build_pystan_model(program_code: str, data: dict, seed: int, logger: logging.Logger, lean: bool = True):
     """Build (or load from httpstan's cache) a PyStan model of the program with stanc's
-    STANC_OPTIMIZATION; returns the model and the seconds it took."""
+    STANC_OPTIMIZATION, linked with the lean services object (no diagnostic writer) when ``lean``
+    and it can be made; returns the model and the seconds it took."""
     try:
         import stan
     except ImportError as err:
@@ -329,6 +414,7 @@ def build_pystan_model(program_code: str, data: dict, seed: int, logger: logging
     _stable_httpstan_model_names()
 
     start = time.perf_counter()
+    services_object = lean_services_object(logger) if lean else None
     # httpstan's cache is not safe against two processes building the same program at once (one
     # may read the other's half-written model folder); a short wait and a second try finds it whole.
     for attempt in range(1, BUILD_ATTEMPTS + 1):
@@ -339,8 +425,10 @@ def build_pystan_model(program_code: str, data: dict, seed: int, logger: logging
                 contextlib.redirect_stderr(err_out),
                 _patient_http_client(),
                 _optimizing_stanc(),
+                _linking(services_object),
             ):
-                model = stan.build(optimized_program(program_code), data=_json_ready(data), random_seed=seed)
+                program = optimized_program(program_code, lean=services_object is not None)
+                model = stan.build(program, data=_json_ready(data), random_seed=seed)
             return model, time.perf_counter() - start
         except Exception as err:  # build failures arrive as many types; the message is what matters
             message = str(err).strip().splitlines()
