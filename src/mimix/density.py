@@ -27,7 +27,7 @@ Params = Mapping[str, Array | float]
 # Sampler coordinates of each model in Stan's declaration order: (name, transform).
 # "none" = unconstrained, "log" = lower bound 0, "logit" = bounds (0, 1).
 _COMMON_HEAD = [
-    ("theta", "none"),
+    ("theta_raw", "none"),
     ("mu", "none"),
     ("sigma2_mu", "log"),
     ("sigma2", "log"),
@@ -38,10 +38,11 @@ _BLOCK_AND_SLAB = [
     ("sigma2_b", "log"),
     ("pi", "logit"),
 ]
-# Factor models: theta_free (N x K, theta's log-ratios to each sample's reference taxon, whose own
-# cell is an unused N(0, 1) auxiliary; the level of theta_i is integrated out) instead of theta;
-# mimix_gaussian also samples the factor scores and level means scaled by their loading row's sd
-# (F_scaled, h_scaled; see factor_scores).
+# theta's sampler coordinates: theta itself (mimix_nofactor: theta_raw; factor models: theta_free, its
+# log-ratios to each sample's reference taxon, whose own cell is an unused N(0, 1) auxiliary, the
+# level of theta_i integrated out), except in the non-centred cells (noncentred_cells), where they
+# are theta's standardized deviation from its prior mean. mimix_gaussian also samples the factor
+# scores and level means scaled by their loading row's sd (F_scaled, h_scaled; see factor_scores).
 _FACTOR_HEAD = [("theta_free", "none")] + _COMMON_HEAD[1:]
 PARAMETERS: dict[str, list[tuple[str, str]]] = {
     "mimix_nofactor": _COMMON_HEAD + _BLOCK_AND_SLAB,
@@ -54,6 +55,23 @@ PARAMETERS: dict[str, list[tuple[str, str]]] = {
     + _BLOCK_AND_SLAB[1:]
     + [("z_Lambda", "none"), ("sigma2_lambda", "log")],
 }
+
+
+# Zero-count cells of taxa seen in fewer than this share of the samples are sampled non-centred
+# (workflow/stan/include/transformed_data.stan, which holds the same number as NC_PREVALENCE).
+NC_PREVALENCE = 0.5
+
+
+def noncentred_cells(Y: Array) -> NDArray[np.bool_]:
+    """The zero-count cells of rare taxa (seen in fewer than NC_PREVALENCE of the samples), N x K."""
+    Y = np.asarray(Y)
+    rare = (Y > 0).sum(axis=0) < NC_PREVALENCE * Y.shape[0]
+    return (Y == 0) & rare[None, :]
+
+
+def _noncentred_jacobian(nc: NDArray[np.bool_], sigma2: Array) -> float:
+    """log |d theta / d u| of theta = mean + sqrt(sigma2_k) u over the non-centred cells."""
+    return 0.5 * float(np.sum(nc.sum(axis=0) * np.log(np.asarray(sigma2, dtype=float))))
 
 
 def unconstrain(params: Params, model: str) -> Array:
@@ -188,16 +206,28 @@ def _level_prior(gamma: Array, sigma2_g: Array, level_factor: Sequence[int]) -> 
     return float(np.sum(stats.norm.logpdf(gamma, 0.0, sd[:, None])))
 
 
-def log_density_nofactor(p: Params, data: Mapping) -> float:
-    """Log density of mimix_nofactor in its sampler coordinates (incl. Jacobian)."""
-    X = np.asarray(data["X"], dtype=float)
-    theta, mu = np.asarray(p["theta"]), np.asarray(p["mu"])
+def nofactor_theta(p: Params, data: Mapping) -> tuple[Array, Array, Array]:
+    """mimix_nofactor's theta, its prior mean without beta (mu + block effects) and the level
+    effects gamma, from the sampler coordinates: theta = theta_raw, except theta = prior mean +
+    sqrt(sigma2) theta_raw in the non-centred cells."""
+    mu, sigma2 = np.asarray(p["mu"]), np.asarray(p["sigma2"], dtype=float)
     gamma = level_effects(np.asarray(p["h"]), mu, data["level_factor"], data["level_parent"])
-    lp = _common_terms(p, data)
+    prior_mean = mu + block_sum(gamma, data["block"])
+    raw = np.asarray(p["theta_raw"])
+    return np.where(noncentred_cells(data["Y"]), prior_mean + np.sqrt(sigma2) * raw, raw), prior_mean, gamma
+
+
+def log_density_nofactor(p: Params, data: Mapping) -> float:
+    """Log density of mimix_nofactor in its sampler coordinates (incl. Jacobians; see nofactor_theta)."""
+    X = np.asarray(data["X"], dtype=float)
+    sigma2 = np.asarray(p["sigma2"], dtype=float)
+    nc = noncentred_cells(data["Y"])
+    theta, prior_mean, gamma = nofactor_theta(p, data)
+    p = {**p, "theta": theta}
+    lp = _common_terms(p, data) + _noncentred_jacobian(nc, sigma2)
     lp += _level_prior(gamma, p["sigma2_g"], data["level_factor"])
     lp += float(np.sum(stats.beta.logpdf(p["pi"], 1.0, data["K"])))
-    resid = theta - mu - block_sum(gamma, data["block"])
-    lp += collapsed_slab_loglik(resid, X, np.asarray(p["sigma2"]), np.asarray(p["sigma2_b"]), np.asarray(p["pi"]))
+    lp += collapsed_slab_loglik(theta - prior_mean, X, sigma2, np.asarray(p["sigma2_b"]), np.asarray(p["pi"]))
     return lp + log_jacobian(p, "mimix_nofactor")
 
 
@@ -269,11 +299,17 @@ def _theta_given_factors(p: Params, F: Array, Lambda: Array, ref: NDArray[np.int
 def _factor_model_terms(p: Params, data: Mapping, Lambda: Array) -> float:
     """Terms shared by the factor models: common priors and likelihood at theta (level 0 at the
     reference), the factor layer at the unscaled F and h with the Jacobian of the scaling, and
-    theta_free given the factors."""
-    ref = reference_taxa(np.asarray(data["Y"]))
+    theta_free given the factors. In the non-centred cells the sampler's theta_free is u, and the
+    log-ratio is (M_ik - M_i,ref) + sqrt(sigma2_k) u with M = mu + F Lambda."""
+    Y = np.asarray(data["Y"])
+    ref, nc = reference_taxa(Y), noncentred_cells(Y)
     F, h = factor_scores(p)
-    p = {**p, "theta": theta_from_free(p["theta_free"], ref), "F": F, "h": h}
-    lp = _common_terms(p, data)
+    sigma2 = np.asarray(p["sigma2"], dtype=float)
+    mean = np.asarray(p["mu"]) + F @ Lambda
+    offset = mean - mean[np.arange(len(ref)), ref][:, None]
+    theta_free = np.where(nc, offset + np.sqrt(sigma2) * np.asarray(p["theta_free"]), p["theta_free"])
+    p = {**p, "theta_free": theta_free, "theta": theta_from_free(theta_free, ref), "F": F, "h": h}
+    lp = _common_terms(p, data) + _noncentred_jacobian(nc, sigma2)
     lp += _log_scaling_jacobian(p, int(data["N"]) + int(data["R"]))
     lp += _factor_layer(p, data)[0]
     return lp + _theta_given_factors(p, F, Lambda, ref)

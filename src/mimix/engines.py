@@ -317,10 +317,11 @@ def _optimizing_stanc():
 
 
 # Stan's diagnostic writer: for every saved draw, httpstan's stan_services sends the unconstrained
-# parameters, their momenta and their gradients (3 x 74,000 named values at NutNet-408, ~75 % of what
-# a draw writes) through a socket that PyStan and this engine never read. A copy of httpstan's
-# stan_services.cpp with that writer replaced by Stan's no-op writer is compiled once per httpstan
-# installation (about 40 s) and linked into every model instead of httpstan's own object.
+# parameters, their momenta and their gradients (3 x 74,600 named values at NutNet-408) through a
+# socket that PyStan and this engine never read; a written draw cost 0.30-0.36 s with it and 0.042 s
+# without (NutNet-408, mimix_gaussian; bench/README.md). A copy of httpstan's stan_services.cpp with
+# that writer replaced by Stan's no-op writer is compiled once per httpstan installation (about 40 s)
+# and linked into every model instead of httpstan's own object.
 _DIAGNOSTIC_WRITER = 'new stan::callbacks::socket_writer(socket_filename, "diagnostic_writer:")'
 _NO_OP_WRITER = "new stan::callbacks::writer()"
 

@@ -21,7 +21,8 @@
 //   of level r (first-factor levels centred on mu, a nested level on its parent's mean), and
 //   gamma = h - (parent mean) is a unit-triangular linear map (Jacobian 1), so the prior is
 //   stated on gamma exactly as in the paper. Measured in the prototype: 511 -> 255 leapfrog steps.
-// * theta stays explicit and centred.
+// * theta stays explicit and centred, except the zero-count cells of rare taxa (prevalence < 0.5),
+//   which are non-centred on mu + block effects (include/transformed_data.stan: why and measurements).
 // * The theta prior and the likelihood are each one whole-matrix expression (include/functions.stan),
 //   the same density up to constants as K normal and N multinomial_logit statements (session 5:
 //   NutNet-408 14.1 -> 10.6 ms per gradient), and every N x K matrix is one autodiff node under
@@ -64,7 +65,9 @@ transformed data {
 #include transformed_data.stan
 }
 parameters {
-  matrix[N, K] theta;  // log-ratio abundances (paper's theta), centred
+  // theta (log-ratio abundances) where centred; (theta - mu - block effects) / sqrt(sigma2) in the
+  // non-centred zero cells of rare taxa (nc, see include/transformed_data.stan)
+  matrix[N, K] theta_raw;
   vector[K] mu;  // taxon means
   real<lower=0> sigma2_mu;  // variance of mu
   vector<lower=0>[K] sigma2;  // taxon-specific error variance
@@ -76,10 +79,14 @@ parameters {
 model {
   matrix[R, K] gamma = level_effects(h, mu', parent_of, first_level);  // paper's gamma (R x K)
   vector[R] sd_level = sqrt(sigma2_g[level_factor]);
+  matrix[N, K] block_effects = Z * gamma;
+  matrix[N, K] theta = theta_raw .* (1 - nc + nc .* (rep_vector(1, N) * sqrt(sigma2)'))
+                       + nc .* (block_effects + rep_vector(1, N) * mu');
   // theta minus its block effects; theta minus all but beta is e - 1 mu', which is never formed
   // (normal_columns_lpdf takes mu out of the squares, X'(e - 1 mu') = X'e - (X'1) mu')
-  matrix[N, K] e = theta - Z * gamma;
+  matrix[N, K] e = theta - block_effects;
 
+  target += 0.5 * dot_product(n_nc, log(sigma2));  // log Jacobian of the non-centred cells
   sigma2_mu ~ inv_gamma(1, 1);
   mu ~ normal(0, sqrt(sigma2_mu));
   sigma2 ~ inv_gamma(1, 1);
@@ -107,7 +114,9 @@ generated quantities {
   vector[P] global_prob;  // P(any taxon includes column j | rest)
   vector[T] term_prob;  // P(any taxon includes any column of term t | rest)
   {
-    matrix[N, K] resid = theta - rep_matrix(mu', N) - Z * level_effects(h, mu', parent_of, first_level);
+    matrix[N, K] block_effects = Z * level_effects(h, mu', parent_of, first_level);
+    matrix[N, K] resid = theta_raw .* (1 - nc + nc .* rep_matrix(sqrt(sigma2)', N))
+                         + nc .* (block_effects + rep_matrix(mu', N)) - rep_matrix(mu', N) - block_effects;
     matrix[P, K] XtR = X' * resid;
     matrix[S, K] w = pattern_log_weights(XtX, XtR, sigma2, sqrt(sigma2_b), pat, pat_cols,
                                          pat_size, log(pi), log1m(pi));

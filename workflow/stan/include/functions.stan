@@ -80,7 +80,10 @@
       } else {
         array[n] int idx = pat_cols[s, 1:n];
         vector[n] d = sd_b[idx];
-        tuple(matrix[n, n], vector[n]) ev = eigendecompose_sym(quad_form_diag(XtX[idx, idx], d));
+        // M_s, made exactly symmetric: d_i X_ij d_j and d_j X_ji d_i can differ in the last bit,
+        // which eigendecompose_sym rejects once the slab variances are large (early warmup)
+        matrix[n, n] M_s = symmetrize_from_lower_tri(quad_form_diag(XtX[idx, idx], d));
+        tuple(matrix[n, n], vector[n]) ev = eigendecompose_sym(M_s);
         matrix[n, C] z = ev.1' * diag_pre_multiply(d, XtR[idx, :]);  // V' D X_s'r_c
         matrix[n, C] g = ev.2 * inv_v;  // lambda_j / v_c
         w[s] = lp_s + 0.5 * columns_dot_product(z, z ./ (1 + g)) .* square(inv_v)
@@ -95,7 +98,8 @@
   vector slab_rng(matrix XtX, vector xtr, real v, vector sd_b, array[] int idx) {
     int n = size(idx);
     vector[n] d = sd_b[idx];
-    tuple(matrix[n, n], vector[n]) ev = eigendecompose_sym(quad_form_diag(XtX[idx, idx], d));
+    tuple(matrix[n, n], vector[n]) ev
+      = eigendecompose_sym(symmetrize_from_lower_tri(quad_form_diag(XtX[idx, idx], d)));
     vector[n] prec = 1 + ev.2 / v;  // eigenvalues of B
     vector[n] proj = ev.1' * (d .* xtr[idx] / v);  // V' u
     vector[n] e = ev.1 * (proj ./ prec + to_vector(normal_rng(rep_vector(0, n), 1)) ./ sqrt(prec));
