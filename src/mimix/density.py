@@ -38,11 +38,12 @@ _BLOCK_AND_SLAB = [
     ("sigma2_b", "log"),
     ("pi", "logit"),
 ]
-# theta's sampler coordinates: theta itself (mimix_nofactor: theta_raw; factor models: theta_free, its
-# log-ratios to each sample's reference taxon, whose own cell is an unused N(0, 1) auxiliary, the
-# level of theta_i integrated out), except in the non-centred cells (noncentred_cells), where they
-# are theta's standardized deviation from its prior mean. mimix_gaussian also samples the factor
-# scores and level means scaled by their loading row's sd (F_scaled, h_scaled; see factor_scores).
+# theta's sampler coordinates: mimix_nofactor samples theta_raw, theta itself except in the
+# non-centred cells (noncentred_cells), where it is theta's standardized deviation from its prior
+# mean; the factor models sample theta_free, theta's log-ratios to each sample's reference taxon,
+# whose own cell is an unused N(0, 1) auxiliary (the level of theta_i integrated out).
+# mimix_gaussian also samples the factor scores and level means scaled by their loading row's sd
+# (F_scaled, h_scaled; see factor_scores).
 _FACTOR_HEAD = [("theta_free", "none")] + _COMMON_HEAD[1:]
 PARAMETERS: dict[str, list[tuple[str, str]]] = {
     "mimix_nofactor": _COMMON_HEAD + _BLOCK_AND_SLAB,
@@ -57,8 +58,8 @@ PARAMETERS: dict[str, list[tuple[str, str]]] = {
 }
 
 
-# Zero-count cells of taxa seen in fewer than this share of the samples are sampled non-centred
-# (workflow/stan/include/transformed_data.stan, which holds the same number as NC_PREVALENCE).
+# mimix_nofactor samples the zero-count cells of taxa seen in fewer than this share of the samples
+# non-centred (workflow/stan/mimix_nofactor.stan, transformed data, holds the same number).
 NC_PREVALENCE = 0.5
 
 
@@ -299,17 +300,11 @@ def _theta_given_factors(p: Params, F: Array, Lambda: Array, ref: NDArray[np.int
 def _factor_model_terms(p: Params, data: Mapping, Lambda: Array) -> float:
     """Terms shared by the factor models: common priors and likelihood at theta (level 0 at the
     reference), the factor layer at the unscaled F and h with the Jacobian of the scaling, and
-    theta_free given the factors. In the non-centred cells the sampler's theta_free is u, and the
-    log-ratio is (M_ik - M_i,ref) + sqrt(sigma2_k) u with M = mu + F Lambda."""
-    Y = np.asarray(data["Y"])
-    ref, nc = reference_taxa(Y), noncentred_cells(Y)
+    theta_free given the factors."""
+    ref = reference_taxa(np.asarray(data["Y"]))
     F, h = factor_scores(p)
-    sigma2 = np.asarray(p["sigma2"], dtype=float)
-    mean = np.asarray(p["mu"]) + F @ Lambda
-    offset = mean - mean[np.arange(len(ref)), ref][:, None]
-    theta_free = np.where(nc, offset + np.sqrt(sigma2) * np.asarray(p["theta_free"]), p["theta_free"])
-    p = {**p, "theta_free": theta_free, "theta": theta_from_free(theta_free, ref), "F": F, "h": h}
-    lp = _common_terms(p, data) + _noncentred_jacobian(nc, sigma2)
+    p = {**p, "theta": theta_from_free(p["theta_free"], ref), "F": F, "h": h}
+    lp = _common_terms(p, data)
     lp += _log_scaling_jacobian(p, int(data["N"]) + int(data["R"]))
     lp += _factor_layer(p, data)[0]
     return lp + _theta_given_factors(p, F, Lambda, ref)

@@ -36,7 +36,7 @@ def paper_inits(
     theta from the centred log-ratio of the proportions, mu its column means, sigma2 its column
     variances; each chain gets a small random jitter so chains start apart. The factor models
     sample theta as log-ratios to each sample's reference taxon (``theta_free``), so they get
-    those. In the cells the models sample non-centred (zero counts of rare taxa,
+    those. In the cells mimix_nofactor samples non-centred (zero counts of rare taxa,
     :func:`mimix.density.noncentred_cells`) the coordinate is theta's standardized deviation from
     its prior mean, which starts at 0. Parameters not set here start from Stan's default
     (uniform(-2, 2) on the unconstrained scale).
@@ -46,11 +46,9 @@ def paper_inits(
     theta = theta + rng.normal(0.0, jitter, size=theta.shape)
     mu = theta.mean(axis=0)
     sigma2 = np.maximum(theta.var(axis=0, ddof=1), 0.05)
-    nc = noncentred_cells(Y)
     if model == "mimix_nofactor":
-        return {"theta_raw": np.where(nc, 0.0, theta), "mu": mu, "sigma2": sigma2}
-    theta_free = np.where(nc, 0.0, theta_free_from(theta, reference_taxa(Y)))
-    return {"theta_free": theta_free, "mu": mu, "sigma2": sigma2}
+        return {"theta_raw": np.where(noncentred_cells(Y), 0.0, theta), "mu": mu, "sigma2": sigma2}
+    return {"theta_free": theta_free_from(theta, reference_taxa(Y)), "mu": mu, "sigma2": sigma2}
 
 
 def fit_chain(

@@ -78,10 +78,8 @@ transformed data {
 #include transformed_data.stan
 }
 parameters {
-  // theta_ik - theta_i,ref[i]: log-ratios to each sample's reference taxon; in the non-centred zero
-  // cells of rare taxa (nc) their standardized deviation from the prior mean instead (see model);
-  // the reference cells (i, ref[i]) are unused auxiliaries ~ N(0, 1) (a fixed-shape matrix keeps
-  // theta one autodiff node)
+  // theta_ik - theta_i,ref[i]: log-ratios to each sample's reference taxon; the reference cells
+  // (i, ref[i]) are unused auxiliaries ~ N(0, 1) (a fixed-shape matrix keeps theta one autodiff node)
   matrix[N, K] theta_free;
   vector[K] mu;  // taxon means
   real<lower=0> sigma2_mu;  // variance of mu
@@ -100,18 +98,13 @@ transformed parameters {
   matrix[R, L] h = diag_post_multiply(h_scaled, inv_sqrt(sigma2_lambda));  // level means (factor layer)
 }
 model {
-  matrix[N, K] FL = F_scaled * z_Lambda;  // F Lambda
-  // theta_i up to its level: 0 at the sample's reference taxon, theta_free in the centred cells, and
-  // in a non-centred cell (M_ik - M_i,ref) + sqrt(sigma2_k) theta_free_ik, M = 1 mu' + F Lambda
-  matrix[N, K] M = FL + rep_vector(1, N) * mu';
-  matrix[N, K] theta = theta_free .* (centred + nc .* (rep_vector(1, N) * sqrt(sigma2)'))
-                       + nc .* (M - to_vector(M)[ref_pos] * rep_row_vector(1, K));
+  // theta_i up to its level: 0 at the sample's reference taxon, theta_free elsewhere
+  matrix[N, K] theta = theta_free .* not_ref;
   matrix[R, L] g = level_effects(h, rep_row_vector(0, L), parent_of, first_level);  // paper's g'
   vector[R] sd_level = sqrt(sigma2_g[level_factor]);
   matrix[N, L] F_resid = F - Z * g;  // F minus its blocking part
 
   target += std_normal_lupdf(to_vector(theta_free)[ref_pos]);  // the unused reference cells
-  target += 0.5 * dot_product(n_nc, log(sigma2));  // log Jacobian of the non-centred cells
   sigma2_mu ~ inv_gamma(1, 1);
   mu ~ normal(0, sqrt(sigma2_mu));
   sigma2 ~ inv_gamma(1, 1);
@@ -134,7 +127,7 @@ model {
     }
   }
   // theta_ik ~ N(mu_k + (Lambda' f_i)_k, sigma2_k), each sample's level integrated out
-  target += normal_rows_level_free_lupdf(theta - FL | mu, sigma2);
+  target += normal_rows_level_free_lupdf(theta - F_scaled * z_Lambda | mu, sigma2);  // F Lambda = F_scaled z_Lambda
   // Y_i ~ Multinomial(m_i, softmax(theta_i)), all samples in one call
   target += multinomial_logit_rows(theta, y_nz, nz_idx, depth);
 }

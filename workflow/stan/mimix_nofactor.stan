@@ -22,7 +22,7 @@
 //   gamma = h - (parent mean) is a unit-triangular linear map (Jacobian 1), so the prior is
 //   stated on gamma exactly as in the paper. Measured in the prototype: 511 -> 255 leapfrog steps.
 // * theta stays explicit and centred, except the zero-count cells of rare taxa (prevalence < 0.5),
-//   which are non-centred on mu + block effects (include/transformed_data.stan: why and measurements).
+//   which are non-centred on mu + block effects (transformed data: why and measurements).
 // * The theta prior and the likelihood are each one whole-matrix expression (include/functions.stan),
 //   the same density up to constants as K normal and N multinomial_logit statements (session 5:
 //   NutNet-408 14.1 -> 10.6 ms per gradient), and every N x K matrix is one autodiff node under
@@ -63,10 +63,38 @@ data {
 }
 transformed data {
 #include transformed_data.stan
+  // Zero-count cells of rare taxa are sampled non-centred: where taxon k is seen in fewer than
+  // NC_PREVALENCE of the samples, each of its zero cells is theta_ik = (prior mean) + sqrt(sigma2_k) u_ik
+  // with u_ik ~ N(0, 1) the sampler's coordinate (an affine map given the other parameters: same
+  // posterior, log Jacobian sum over those cells of log sqrt(sigma2_k)); every other cell is centred.
+  // Why: such cells are left to the prior below the detection limit, and centred they make a funnel
+  // with sigma2_k. NutNet-408, mimix_nofactor, 2 chains x (300 + 300) (bench/geometry-log.md,
+  // session 8): bulk ESS of sigma2 for taxa with prevalence <= 0.2 went from median 25 to 229, max
+  // R-hat of sigma2 from 1.52 to 1.10, step size from 0.027-0.029 to 0.037-0.042. A zero of a
+  // common taxon is informative (it would have been seen), and centring suits it: non-centring every
+  // zero cell made the step 2.4 times smaller on NutNet-100 (session 7). Only this model: in the
+  // factor models the same cells non-centred on mu + F Lambda (session 9, mimix_gaussian,
+  // NutNet-408, 2 x (300 + 300), same seeds) hit max tree depth 10 on all 600 iterations (1,023
+  // leapfrog steps against 511, wall 2,767 s against 1,905 s, min bulk ESS of beta 4.8 against
+  // 6.4), so they keep theta centred. mimix.density.NC_PREVALENCE is the same number.
+  real NC_PREVALENCE = 0.5;
+  matrix[N, K] nc = rep_matrix(0, N, K);  // 1 for a non-centred cell
+  for (k in 1:K) {
+    int seen = 0;
+    for (i in 1:N) {
+      seen += Y[i, k] > 0;
+    }
+    if (seen < NC_PREVALENCE * N) {
+      for (i in 1:N) {
+        nc[i, k] = Y[i, k] == 0;
+      }
+    }
+  }
+  vector[K] n_nc = (rep_row_vector(1, N) * nc)';  // non-centred cells per taxon
 }
 parameters {
   // theta (log-ratio abundances) where centred; (theta - mu - block effects) / sqrt(sigma2) in the
-  // non-centred zero cells of rare taxa (nc, see include/transformed_data.stan)
+  // non-centred zero cells of rare taxa (nc, see transformed data)
   matrix[N, K] theta_raw;
   vector[K] mu;  // taxon means
   real<lower=0> sigma2_mu;  // variance of mu

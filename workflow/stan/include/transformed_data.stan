@@ -87,29 +87,3 @@
     ref_pos[i] = (ref[i] - 1) * N + i;
     not_ref[i, ref[i]] = 0;
   }
-  // Zero-count cells of rare taxa are sampled non-centred: where taxon k is seen in fewer than
-  // NC_PREVALENCE of the samples, each of its zero cells is theta_ik = (prior mean) + sqrt(sigma2_k) u_ik
-  // with u_ik ~ N(0, 1) the sampler's coordinate (an affine map given the other parameters: same
-  // posterior, log Jacobian sum over those cells of log sqrt(sigma2_k)); every other cell is centred.
-  // Why: such cells are left to the prior below the detection limit, and centred they make a funnel
-  // with sigma2_k. NutNet-408, mimix_nofactor, 2 chains x (300 + 300) (bench/geometry-log.md,
-  // session 8): bulk ESS of sigma2 for taxa with prevalence <= 0.2 went from median 25 to 229, max
-  // R-hat of sigma2 from 1.52 to 1.10, step size from 0.027-0.029 to 0.037-0.042. A zero of a
-  // common taxon is informative (it would have been seen), and centring suits it: non-centring every
-  // zero cell made the step 2.4 times smaller on NutNet-100 (session 7). mimix.density.NC_PREVALENCE
-  // is the same number.
-  real NC_PREVALENCE = 0.5;
-  matrix[N, K] nc = rep_matrix(0, N, K);  // 1 for a non-centred cell (never a reference cell)
-  for (k in 1:K) {
-    int seen = 0;
-    for (i in 1:N) {
-      seen += Y[i, k] > 0;
-    }
-    if (seen < NC_PREVALENCE * N) {
-      for (i in 1:N) {
-        nc[i, k] = Y[i, k] == 0;
-      }
-    }
-  }
-  vector[K] n_nc = (rep_row_vector(1, N) * nc)';  // non-centred cells per taxon
-  matrix[N, K] centred = not_ref .* (1 - nc);  // factor models: cells where theta_free is the log-ratio
