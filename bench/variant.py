@@ -1,7 +1,7 @@
 """Run chains of a variant Stan program of one MIMIX model on a bench case, for bench/geometry-log.md.
 
     python bench/variant.py CASE MODEL PROGRAM [--set KEY=VALUE ...] [--chains 1] [--warmup 300]
-                            [--draws 300] [--seeds 1 2] [--out DIR]
+                            [--draws 300] [--seeds BASE] [--out DIR]
 
 PROGRAM is a .stan file with MODEL's data block (plus any extra data given by ``--set``) and
 MODEL's saved quantities; includes are expanded as for the real programs and it is built as the
