@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 def _chain(job: dict) -> dict:
     sys.path.insert(0, str(ROOT / "src"))
     from mimix.datastage import read_data_stage
+    from mimix.density import noncentred_cells
     from mimix.engines import ChainSettings, run_chain_pystan, to_inference_data
     from mimix.fitting import chain_seed, paper_inits
     from mimix.models import SAVED_VARIABLES, coordinates, expand_includes, stan_data
@@ -50,9 +51,8 @@ def _chain(job: dict) -> dict:
     theta_key = next(key for key in ("theta_free", "theta_raw", "theta") if key in init)
     if "nc_prevalence" in job["extra"]:
         # variants whose zero cells of rare taxa are non-centred (theta = mean + sigma u there): u starts at 0
-        Y = np.asarray(data["Y"])
-        rare = (Y > 0).mean(axis=0) < job["extra"]["nc_prevalence"]
-        init[theta_key] = np.where((Y == 0) & rare[None, :], 0.0, init[theta_key])
+        nc = noncentred_cells(data["Y"], job["extra"]["nc_prevalence"])
+        init[theta_key] = np.where(nc, 0.0, init[theta_key])
     if job["theta_name"]:
         init[job["theta_name"]] = init.pop(theta_key)
     settings = ChainSettings(

@@ -63,10 +63,10 @@ PARAMETERS: dict[str, list[tuple[str, str]]] = {
 NC_PREVALENCE = 0.5
 
 
-def noncentred_cells(Y: Array) -> NDArray[np.bool_]:
-    """The zero-count cells of rare taxa (seen in fewer than NC_PREVALENCE of the samples), N x K."""
+def noncentred_cells(Y: Array, prevalence: float = NC_PREVALENCE) -> NDArray[np.bool_]:
+    """The zero-count cells of rare taxa (seen in fewer than ``prevalence`` of the samples), N x K."""
     Y = np.asarray(Y)
-    rare = (Y > 0).sum(axis=0) < NC_PREVALENCE * Y.shape[0]
+    rare = (Y > 0).sum(axis=0) < prevalence * Y.shape[0]
     return (Y == 0) & rare[None, :]
 
 
