@@ -21,8 +21,15 @@
 //   of level r (first-factor levels centred on mu, a nested level on its parent's mean), and
 //   gamma = h - (parent mean) is a unit-triangular linear map (Jacobian 1), so the prior is
 //   stated on gamma exactly as in the paper. Measured in the prototype: 511 -> 255 leapfrog steps.
-// * theta stays explicit and centred, except the zero-count cells of rare taxa (prevalence < 0.5),
-//   which are non-centred on mu + block effects (transformed data: why and measurements).
+// * theta stays explicit and centred, every cell. Tried and rejected (bench/geometry-log.md S9-2 to
+//   S9-5): the zero-count cells of rare taxa (prevalence < 0.5) non-centred on mu + block effects
+//   (theta = mean + sqrt(sigma2_k) u, as bench/geometry/mimix_nofactor_rare_zeros_nc.stan). It helps
+//   the variance components and hurts the treatment effects: NutNet-408, one chain each of
+//   500 + 1500, same seed: sigma2 median bulk ESS 149 centred vs 475 non-centred, but beta elements
+//   with ESS < 100: 7 vs 49, and global-probability min ESS 29 vs 5, even though the non-centred
+//   chain took half the leapfrog steps (127 vs 255). Likely why: with beta collapsed, dividing the
+//   residual by sqrt(sigma2_k) stretches the direction that moves beta_k into the slab. The tests
+//   (global and local) are what the model is for, so centred it stays.
 // * The theta prior and the likelihood are each one whole-matrix expression (include/functions.stan),
 //   the same density up to constants as K normal and N multinomial_logit statements (session 5:
 //   NutNet-408 14.1 -> 10.6 ms per gradient), and every N x K matrix is one autodiff node under
@@ -63,39 +70,9 @@ data {
 }
 transformed data {
 #include transformed_data.stan
-  // Zero-count cells of rare taxa are sampled non-centred: where taxon k is seen in fewer than
-  // NC_PREVALENCE of the samples, each of its zero cells is theta_ik = (prior mean) + sqrt(sigma2_k) u_ik
-  // with u_ik ~ N(0, 1) the sampler's coordinate (an affine map given the other parameters: same
-  // posterior, log Jacobian sum over those cells of log sqrt(sigma2_k)); every other cell is centred.
-  // Why: such cells are left to the prior below the detection limit, and centred they make a funnel
-  // with sigma2_k. NutNet-408, mimix_nofactor, 2 chains x (300 + 300) (bench/geometry-log.md,
-  // session 8): bulk ESS of sigma2 for taxa with prevalence <= 0.2 went from median 25 to 229, max
-  // R-hat of sigma2 from 1.52 to 1.10, step size from 0.027-0.029 to 0.037-0.042. A zero of a
-  // common taxon is informative (it would have been seen), and centring suits it: non-centring every
-  // zero cell made the step 2.4 times smaller on NutNet-100 (session 7). Only this model: in the
-  // factor models the same cells non-centred on mu + F Lambda (session 9, mimix_gaussian,
-  // NutNet-408, 2 x (300 + 300), same seeds) hit max tree depth 10 on all 600 iterations (1,023
-  // leapfrog steps against 511, wall 2,767 s against 1,905 s, min bulk ESS of beta 4.8 against
-  // 6.4), so they keep theta centred. mimix.density.NC_PREVALENCE is the same number.
-  real NC_PREVALENCE = 0.5;
-  matrix[N, K] nc = rep_matrix(0, N, K);  // 1 for a non-centred cell
-  for (k in 1:K) {
-    int seen = 0;
-    for (i in 1:N) {
-      seen += Y[i, k] > 0;
-    }
-    if (seen < NC_PREVALENCE * N) {
-      for (i in 1:N) {
-        nc[i, k] = Y[i, k] == 0;
-      }
-    }
-  }
-  vector[K] n_nc = (rep_row_vector(1, N) * nc)';  // non-centred cells per taxon
 }
 parameters {
-  // theta (log-ratio abundances) where centred; (theta - mu - block effects) / sqrt(sigma2) in the
-  // non-centred zero cells of rare taxa (nc, see transformed data)
-  matrix[N, K] theta_raw;
+  matrix[N, K] theta;  // log-ratio abundances (paper's theta), centred
   vector[K] mu;  // taxon means
   real<lower=0> sigma2_mu;  // variance of mu
   vector<lower=0>[K] sigma2;  // taxon-specific error variance
@@ -107,14 +84,10 @@ parameters {
 model {
   matrix[R, K] gamma = level_effects(h, mu', parent_of, first_level);  // paper's gamma (R x K)
   vector[R] sd_level = sqrt(sigma2_g[level_factor]);
-  matrix[N, K] block_effects = Z * gamma;
-  matrix[N, K] theta = theta_raw .* (1 - nc + nc .* (rep_vector(1, N) * sqrt(sigma2)'))
-                       + nc .* (block_effects + rep_vector(1, N) * mu');
   // theta minus its block effects; theta minus all but beta is e - 1 mu', which is never formed
   // (normal_columns_lpdf takes mu out of the squares, X'(e - 1 mu') = X'e - (X'1) mu')
-  matrix[N, K] e = theta - block_effects;
+  matrix[N, K] e = theta - Z * gamma;
 
-  target += 0.5 * dot_product(n_nc, log(sigma2));  // log Jacobian of the non-centred cells
   sigma2_mu ~ inv_gamma(1, 1);
   mu ~ normal(0, sqrt(sigma2_mu));
   sigma2 ~ inv_gamma(1, 1);
@@ -142,9 +115,7 @@ generated quantities {
   vector[P] global_prob;  // P(any taxon includes column j | rest)
   vector[T] term_prob;  // P(any taxon includes any column of term t | rest)
   {
-    matrix[N, K] block_effects = Z * level_effects(h, mu', parent_of, first_level);
-    matrix[N, K] resid = theta_raw .* (1 - nc + nc .* rep_matrix(sqrt(sigma2)', N))
-                         + nc .* (block_effects + rep_matrix(mu', N)) - rep_matrix(mu', N) - block_effects;
+    matrix[N, K] resid = theta - rep_matrix(mu', N) - Z * level_effects(h, mu', parent_of, first_level);
     matrix[P, K] XtR = X' * resid;
     matrix[S, K] w = pattern_log_weights(XtX, XtR, sigma2, sqrt(sigma2_b), pat, pat_cols,
                                          pat_size, log(pi), log1m(pi));
