@@ -1,7 +1,7 @@
 """Run chains of a variant Stan program of one MIMIX model on a bench case, for bench/geometry-log.md.
 
     python bench/variant.py CASE MODEL PROGRAM [--set KEY=VALUE ...] [--chains 1] [--warmup 300]
-                            [--draws 300] [--seeds BASE] [--out DIR]
+                            [--draws 300] [--seeds BASE] [--first-chain 1] [--out DIR]
 
 PROGRAM is a .stan file with MODEL's data block (plus any extra data given by ``--set``) and
 MODEL's saved quantities; includes are expanded as for the real programs and it is built as the
@@ -92,6 +92,7 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], help="extra data, KEY=VALUE (a number)")
     parser.add_argument("--theta-name", default="", help="the variant's name for the theta matrix, if renamed")
     parser.add_argument("--chains", type=int, default=1)
+    parser.add_argument("--first-chain", type=int, default=1, help="run chains FIRST .. FIRST + CHAINS - 1")
     parser.add_argument("--seeds", type=int, default=20261206, help="base seed (chain seeds derive from it)")
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--draws", type=int, default=300)
@@ -115,7 +116,7 @@ def main() -> None:
             "warmup": args.warmup, "draws": args.draws, "max_treedepth": args.max_treedepth,
             "out": str(out / args.model / f"{chain}.nc"),
         }
-        for chain in range(1, args.chains + 1)
+        for chain in range(args.first_chain, args.first_chain + args.chains)
     ]  # fmt: skip
     print(f"# {out}", flush=True)
     context = multiprocessing.get_context("spawn")
