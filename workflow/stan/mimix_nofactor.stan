@@ -71,7 +71,10 @@ transformed data {
   // prior below the detection limit, and centred (power 0 and no M) they make a funnel with sigma2_k;
   // fully non-centred (power 1) the treatment signal in them is stretched by 1 / sigma_k, which slows
   // the spike-and-slab beta of the same taxa. NutNet-408, 2 chains x (500 + 1500) each
-  // (bench/geometry-log.md S9-3, S9-5, S10-1, S10-2): PNCP_NUMBERS
+  // (bench/geometry-log.md S9-3, S10-2), max R-hat / min bulk ESS, centred | power 1 | power 0.5:
+  //   beta 1.092 / 27 | 1.124 / 12 | 1.057 / 42;  global prob. 1.055 / 44 | 1.054 / 31 | 1.031 / 42;
+  //   sigma2 1.10 / 16 | 1.025 / 175 | 1.027 / 192 (failing sigma2 elements 190 | 9 | 13 of 409);
+  //   127-255 leapfrog steps and 0 divergences in all six chains. Power 0.5 is the best or tied on each.
   // A zero of a common taxon is informative (it would have been seen), and centring suits it.
   // Only this model: in the factor models the same cells non-centred on mu + F Lambda (session 9,
   // mimix_gaussian, NutNet-408, 2 x (300 + 300)) hit max tree depth 10 on all 600 iterations, so they
