@@ -61,6 +61,8 @@ def inits(data: dict, kind: str) -> dict:
     init = {"theta": th.tolist(), "mu": mu.tolist(), "sigma2": np.maximum(th.var(0), 0.1).tolist()}
     if kind == "nofactor":
         init["h"] = np.tile(mu, (data["R"], 1)).tolist()
+        # the production program samples theta_raw (theta itself outside the non-centred rare zero cells)
+        init["theta_raw"] = init["theta"]
         return init
     # factor models sample theta as log-ratios to each sample's most abundant taxon (theta_free)
     init["theta_free"] = theta_free_from(th, reference_taxa(data["Y"])).tolist()

@@ -34,17 +34,10 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 
-def noncentred_cells(Y: np.ndarray, prevalence: float) -> np.ndarray:
-    """The zero-count cells of rare taxa (seen in fewer than ``prevalence`` of the samples), N x K:
-    the cells bench/geometry/*_rare_zeros_nc.stan sample non-centred (their nc_prevalence data)."""
-    Y = np.asarray(Y)
-    rare = (Y > 0).sum(axis=0) < prevalence * Y.shape[0]
-    return (Y == 0) & rare[None, :]
-
-
 def _chain(job: dict) -> dict:
     sys.path.insert(0, str(ROOT / "src"))
     from mimix.datastage import read_data_stage
+    from mimix.density import noncentred_cells
     from mimix.engines import ChainSettings, run_chain_pystan, to_inference_data
     from mimix.fitting import chain_seed, paper_inits
     from mimix.models import SAVED_VARIABLES, coordinates, expand_includes, stan_data
@@ -55,7 +48,7 @@ def _chain(job: dict) -> dict:
     data = {**stan_data(model_input, job["factors"]), **job["extra"]}
     seed = chain_seed(job["seed"], job["model"], job["chain"])
     init = paper_inits(data, np.random.default_rng(seed), job["model"])
-    theta_key = next(key for key in ("theta_free", "theta") if key in init)
+    theta_key = next(key for key in ("theta_free", "theta_raw", "theta") if key in init)
     if "nc_prevalence" in job["extra"]:
         # variants whose zero cells of rare taxa are non-centred (theta = mean + sigma u there): u starts at 0
         nc = noncentred_cells(data["Y"], job["extra"]["nc_prevalence"])

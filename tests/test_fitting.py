@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mimix import fitting
+from mimix import density, fitting
 from mimix.datastage import ModelInput
 from mimix.design import blocks_from_labels
 from mimix.engines import ChainResult, ChainSettings, EngineError
@@ -24,9 +24,9 @@ def test_chain_seeds_are_reproducible_and_distinct() -> None:
 def test_paper_inits_from_centred_log_ratios() -> None:
     Y = np.array([[10, 0, 90], [5, 5, 0]])
     inits = fitting.paper_inits({"Y": Y}, np.random.default_rng(0), jitter=0.0)
-    np.testing.assert_allclose(inits["theta"].sum(axis=1), 0.0, atol=1e-12)  # centred per sample
+    np.testing.assert_allclose(inits["theta_raw"].sum(axis=1), 0.0, atol=1e-12)  # centred per sample
     expected = np.log(Y + 0.5) - np.log(Y + 0.5).mean(axis=1, keepdims=True)
-    np.testing.assert_allclose(inits["theta"], expected)
+    np.testing.assert_allclose(inits["theta_raw"], expected)
     np.testing.assert_allclose(inits["mu"], expected.mean(axis=0))
     assert (inits["sigma2"] > 0).all()
 
@@ -40,6 +40,23 @@ def test_factor_model_inits_are_log_ratios_to_the_reference_taxon() -> None:
     logs = np.log(Y + 0.5)
     np.testing.assert_allclose(inits["theta_free"][0], [logs[0, 0] - logs[0, 2], logs[0, 1] - logs[0, 2], 0.0])
     np.testing.assert_allclose(inits["theta_free"][1], [0.0, logs[1, 1] - logs[1, 0], logs[1, 2] - logs[1, 0]])
+
+
+def test_noncentred_cells_start_at_their_prior_mean() -> None:
+    """In mimix_nofactor, zero cells of a taxon seen in fewer than half the samples are sampled as
+    theta's scaled deviation from its prior mean, so they start at 0; every other cell keeps
+    its log-ratio init. The factor models sample every cell centred, so all keep theirs."""
+    Y = np.array([[10, 0, 90], [5, 5, 0], [8, 4, 0], [3, 2, 0]])  # taxon 3 seen in 1 of 4 samples
+    expected_nc = np.zeros_like(Y, dtype=bool)
+    expected_nc[1:, 2] = True
+    np.testing.assert_array_equal(density.noncentred_cells(Y), expected_nc)
+    rng = np.random.default_rng(0)
+    nofactor = fitting.paper_inits({"Y": Y}, rng, "mimix_nofactor", jitter=0.0)
+    factor = fitting.paper_inits({"Y": Y}, rng, "mimix", jitter=0.0)
+    clr = np.log(Y + 0.5) - np.log(Y + 0.5).mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(nofactor["theta_raw"], np.where(expected_nc, 0.0, clr))
+    log_ratios = density.theta_free_from(clr, density.reference_taxa(Y))
+    np.testing.assert_allclose(factor["theta_free"], log_ratios)
 
 
 def tiny_input() -> ModelInput:
@@ -80,7 +97,7 @@ def test_failed_chain_is_retried_with_new_seed_and_inits(monkeypatch) -> None:
     )
     assert len(calls) == 3
     assert len({c.seed for c in calls}) == 3  # every attempt has its own seed ...
-    assert not np.allclose(calls[0].init["theta"], calls[1].init["theta"])  # ... and its own inits
+    assert not np.allclose(calls[0].init["theta_raw"], calls[1].init["theta_raw"])  # ... and its own inits
     assert idata.posterior.attrs["attempt"] == 3 and idata.posterior.attrs["chain"] == 2
 
 

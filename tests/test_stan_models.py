@@ -33,7 +33,7 @@ def _tiny_data(P: int = 2, seed: int = 7) -> dict:
     blk = np.repeat([3, 4, 5, 6], 3)
     X = rng.integers(0, 2, size=(N, P)).astype(float)
     Y = rng.poisson(20, size=(N, K))
-    # taxa 4 and 5 rare (seen in 3 and 5 of 12 samples), with many zero counts as in real data
+    # taxa 4 and 5 rare (seen in 3 and 5 of 12 samples): their zero cells are sampled non-centred
     Y[3:, 3] = 0
     Y[[0, 2, 5, 7, 8, 10, 11], 4] = 0
     # term 3 spans both columns, to exercise multi-column terms
@@ -61,7 +61,7 @@ def _random_point(model: str, data: dict, rng: np.random.Generator) -> dict[str,
     """Random constrained values of the sampler coordinates of ``model``."""
     N, K, L, P, Q, R = (data[k] for k in ("N", "K", "L", "P", "Q", "R"))
     p: dict[str, np.ndarray] = {
-        "theta": rng.normal(0, 1, (N, K)),
+        "theta_raw": rng.normal(0, 1, (N, K)),
         "mu": rng.normal(0, 1, K),
         "sigma2_mu": np.exp(rng.normal(0, 0.5)),
         "sigma2": np.exp(rng.normal(0, 0.5, K)),
@@ -74,7 +74,7 @@ def _random_point(model: str, data: dict, rng: np.random.Generator) -> dict[str,
         return p
     # factor models: log-ratios to each sample's reference taxon, N x K (its own cell an unused
     # N(0, 1) auxiliary, random here like the rest); Gaussian: scaled scores/level means
-    p["theta_free"] = p.pop("theta")
+    p["theta_free"] = p.pop("theta_raw")
     scores = "F_scaled" if model == "mimix_gaussian" else "F"
     p[scores] = rng.normal(0, 1, (N, L))
     p[scores.replace("F", "h")] = rng.normal(0, 1, (R, L))
@@ -135,6 +135,18 @@ def test_stanc_accepts_program(name: str) -> None:
     assert "deprecat" not in done.stderr.lower()
 
 
+def test_noncentring_threshold_is_the_same_in_stan_and_numpy() -> None:
+    """The independent NumPy density and the paper inits use mimix_nofactor's NC_PREVALENCE and NC_POWER, and the
+    factor models (which keep theta centred) define no non-centred cells."""
+    text = (STAN_DIR / "mimix_nofactor.stan").read_text()
+    found = re.search(r"real NC_PREVALENCE = ([0-9.]+);", text)
+    assert found is not None and float(found.group(1)) == density.NC_PREVALENCE
+    power = re.search(r"real NC_POWER = ([0-9.]+);", text)
+    assert power is not None and float(power.group(1)) == density.NC_POWER
+    for name in ("mimix", "mimix_gaussian"):
+        assert "NC_PREVALENCE" not in program_code(name)
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_theta_layer_is_struct_of_arrays(name: str, tmp_path: Path) -> None:
     """Under stanc --O1 every N x K matrix (theta and what is computed from it) is one autodiff node
@@ -160,6 +172,8 @@ def test_log_prob_matches_numpy(name: str, stan_models: dict, tiny_data: dict) -
     modelling error (a missing term or Jacobian moves the difference by >1e-2).
     """
     model = stan_models[name]
+    nc = density.noncentred_cells(tiny_data["Y"])  # used by mimix_nofactor only
+    assert nc.any() and (~nc).any(), "the tiny data must have both centred and non-centred cells"
     rng = np.random.default_rng(11)
     points = [_random_point(name, tiny_data, rng) for _ in range(2)]
     stan_lp, np_lp = [], []
@@ -180,9 +194,8 @@ def test_inclusion_probabilities_match_bruteforce(name: str, stan_models: dict, 
     fit = model.fixed_param(num_chains=1, num_samples=3, init=[_as_init(p)])
     X = np.asarray(tiny_data["X"], dtype=float)
     if name == "mimix_nofactor":
-        gamma = density.level_effects(p["h"], p["mu"], tiny_data["level_factor"], tiny_data["level_parent"])
-        resid = p["theta"] - p["mu"] - density.block_sum(gamma, tiny_data["block"])
-        noise = p["sigma2"]
+        theta, prior_mean, _ = density.nofactor_theta(p, tiny_data)
+        resid, noise = theta - prior_mean, p["sigma2"]
     else:
         L = tiny_data["L"]
         F, h = density.factor_scores(p)

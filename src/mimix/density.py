@@ -27,7 +27,7 @@ Params = Mapping[str, Array | float]
 # Sampler coordinates of each model in Stan's declaration order: (name, transform).
 # "none" = unconstrained, "log" = lower bound 0, "logit" = bounds (0, 1).
 _COMMON_HEAD = [
-    ("theta", "none"),
+    ("theta_raw", "none"),
     ("mu", "none"),
     ("sigma2_mu", "log"),
     ("sigma2", "log"),
@@ -38,8 +38,10 @@ _BLOCK_AND_SLAB = [
     ("sigma2_b", "log"),
     ("pi", "logit"),
 ]
-# Factor models: theta_free (N x K, theta's log-ratios to each sample's reference taxon, whose own
-# cell is an unused N(0, 1) auxiliary; the level of theta_i is integrated out) instead of theta;
+# theta's sampler coordinates: mimix_nofactor samples theta_raw, theta itself except in the
+# non-centred cells (noncentred_cells), where it is theta's standardized deviation from its prior
+# mean; the factor models sample theta_free, theta's log-ratios to each sample's reference taxon,
+# whose own cell is an unused N(0, 1) auxiliary (the level of theta_i integrated out).
 # mimix_gaussian also samples the factor scores and level means scaled by their loading row's sd
 # (F_scaled, h_scaled; see factor_scores).
 _FACTOR_HEAD = [("theta_free", "none")] + _COMMON_HEAD[1:]
@@ -54,6 +56,25 @@ PARAMETERS: dict[str, list[tuple[str, str]]] = {
     + _BLOCK_AND_SLAB[1:]
     + [("z_Lambda", "none"), ("sigma2_lambda", "log")],
 }
+
+
+# mimix_nofactor samples the zero-count cells of taxa seen in fewer than NC_PREVALENCE of the samples
+# partially non-centred, theta = prior mean + sigma_k^NC_POWER v (workflow/stan/mimix_nofactor.stan,
+# transformed data, holds the same numbers).
+NC_PREVALENCE = 0.5
+NC_POWER = 0.5
+
+
+def noncentred_cells(Y: Array, prevalence: float = NC_PREVALENCE) -> NDArray[np.bool_]:
+    """The zero-count cells of rare taxa (seen in fewer than ``prevalence`` of the samples), N x K."""
+    Y = np.asarray(Y)
+    rare = (Y > 0).sum(axis=0) < prevalence * Y.shape[0]
+    return (Y == 0) & rare[None, :]
+
+
+def _noncentred_jacobian(nc: NDArray[np.bool_], sigma2: Array) -> float:
+    """log |d theta / d v| of theta = mean + sigma_k^NC_POWER v over the non-centred cells."""
+    return 0.5 * NC_POWER * float(np.sum(nc.sum(axis=0) * np.log(np.asarray(sigma2, dtype=float))))
 
 
 def unconstrain(params: Params, model: str) -> Array:
@@ -188,16 +209,29 @@ def _level_prior(gamma: Array, sigma2_g: Array, level_factor: Sequence[int]) -> 
     return float(np.sum(stats.norm.logpdf(gamma, 0.0, sd[:, None])))
 
 
-def log_density_nofactor(p: Params, data: Mapping) -> float:
-    """Log density of mimix_nofactor in its sampler coordinates (incl. Jacobian)."""
-    X = np.asarray(data["X"], dtype=float)
-    theta, mu = np.asarray(p["theta"]), np.asarray(p["mu"])
+def nofactor_theta(p: Params, data: Mapping) -> tuple[Array, Array, Array]:
+    """mimix_nofactor's theta, its prior mean without beta (mu + block effects) and the level
+    effects gamma, from the sampler coordinates: theta = theta_raw, except theta = prior mean +
+    sigma^NC_POWER theta_raw in the non-centred cells."""
+    mu, sigma2 = np.asarray(p["mu"]), np.asarray(p["sigma2"], dtype=float)
     gamma = level_effects(np.asarray(p["h"]), mu, data["level_factor"], data["level_parent"])
-    lp = _common_terms(p, data)
+    prior_mean = mu + block_sum(gamma, data["block"])
+    raw = np.asarray(p["theta_raw"])
+    scale = sigma2 ** (0.5 * NC_POWER)
+    return np.where(noncentred_cells(data["Y"]), prior_mean + scale * raw, raw), prior_mean, gamma
+
+
+def log_density_nofactor(p: Params, data: Mapping) -> float:
+    """Log density of mimix_nofactor in its sampler coordinates (incl. Jacobians; see nofactor_theta)."""
+    X = np.asarray(data["X"], dtype=float)
+    sigma2 = np.asarray(p["sigma2"], dtype=float)
+    nc = noncentred_cells(data["Y"])
+    theta, prior_mean, gamma = nofactor_theta(p, data)
+    p = {**p, "theta": theta}
+    lp = _common_terms(p, data) + _noncentred_jacobian(nc, sigma2)
     lp += _level_prior(gamma, p["sigma2_g"], data["level_factor"])
     lp += float(np.sum(stats.beta.logpdf(p["pi"], 1.0, data["K"])))
-    resid = theta - mu - block_sum(gamma, data["block"])
-    lp += collapsed_slab_loglik(resid, X, np.asarray(p["sigma2"]), np.asarray(p["sigma2_b"]), np.asarray(p["pi"]))
+    lp += collapsed_slab_loglik(theta - prior_mean, X, sigma2, np.asarray(p["sigma2_b"]), np.asarray(p["pi"]))
     return lp + log_jacobian(p, "mimix_nofactor")
 
 

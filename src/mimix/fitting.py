@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 
 from mimix.datastage import ModelInput
-from mimix.density import reference_taxa, theta_free_from
+from mimix.density import noncentred_cells, reference_taxa, theta_free_from
 from mimix.engines import ChainSettings, EngineError, run_chain, to_inference_data
 from mimix.models import SAVED_VARIABLES, coordinates, stan_data
 
@@ -36,8 +36,10 @@ def paper_inits(
     theta from the centred log-ratio of the proportions, mu its column means, sigma2 its column
     variances; each chain gets a small random jitter so chains start apart. The factor models
     sample theta as log-ratios to each sample's reference taxon (``theta_free``), so they get
-    those. Parameters not set here start from Stan's default (uniform(-2, 2) on the
-    unconstrained scale).
+    those. In the cells mimix_nofactor samples non-centred (zero counts of rare taxa,
+    :func:`mimix.density.noncentred_cells`) the coordinate is theta's deviation from its prior
+    mean in units of sigma_k^NC_POWER, which starts at 0. Parameters not set here start from
+    Stan's default (uniform(-2, 2) on the unconstrained scale).
     """
     Y = np.asarray(data["Y"], dtype=float)
     theta = centred_log_ratio(Y)
@@ -45,7 +47,7 @@ def paper_inits(
     mu = theta.mean(axis=0)
     sigma2 = np.maximum(theta.var(axis=0, ddof=1), 0.05)
     if model == "mimix_nofactor":
-        return {"theta": theta, "mu": mu, "sigma2": sigma2}
+        return {"theta_raw": np.where(noncentred_cells(Y), 0.0, theta), "mu": mu, "sigma2": sigma2}
     return {"theta_free": theta_free_from(theta, reference_taxa(Y)), "mu": mu, "sigma2": sigma2}
 
 

@@ -21,15 +21,8 @@
 //   of level r (first-factor levels centred on mu, a nested level on its parent's mean), and
 //   gamma = h - (parent mean) is a unit-triangular linear map (Jacobian 1), so the prior is
 //   stated on gamma exactly as in the paper. Measured in the prototype: 511 -> 255 leapfrog steps.
-// * theta stays explicit and centred, every cell. Tried and rejected (bench/geometry-log.md S9-2 to
-//   S9-5): the zero-count cells of rare taxa (prevalence < 0.5) non-centred on mu + block effects
-//   (theta = mean + sqrt(sigma2_k) u, as bench/geometry/mimix_nofactor_rare_zeros_nc.stan). It helps
-//   the variance components and hurts the treatment effects: NutNet-408, one chain each of
-//   500 + 1500, same seed: sigma2 median bulk ESS 149 centred vs 475 non-centred, but beta elements
-//   with ESS < 100: 7 vs 49, and global-probability min ESS 29 vs 5, even though the non-centred
-//   chain took half the leapfrog steps (127 vs 255). Likely why: with beta collapsed, dividing the
-//   residual by sqrt(sigma2_k) stretches the direction that moves beta_k into the slab. The tests
-//   (global and local) are what the model is for, so centred it stays.
+// * theta stays explicit and centred, except the zero-count cells of rare taxa (prevalence < 0.5),
+//   which are partially non-centred on mu + block effects (transformed data: why and measurements).
 // * The theta prior and the likelihood are each one whole-matrix expression (include/functions.stan),
 //   the same density up to constants as K normal and N multinomial_logit statements (session 5:
 //   NutNet-408 14.1 -> 10.6 ms per gradient), and every N x K matrix is one autodiff node under
@@ -70,9 +63,42 @@ data {
 }
 transformed data {
 #include transformed_data.stan
+  // Zero-count cells of rare taxa are sampled partially non-centred (Papaspiliopoulos, Roberts &
+  // Skold 2007): where taxon k is seen in fewer than NC_PREVALENCE of the samples, each of its zero
+  // cells is theta_ik = M_ik + sigma_k^NC_POWER v_ik, M = mu + block effects, with v_ik the sampler's
+  // coordinate (an affine map given the other parameters: same posterior, log Jacobian
+  // NC_POWER * log sigma_k per cell); every other cell is centred. Why: such cells are left to the
+  // prior below the detection limit, and centred (power 0 and no M) they make a funnel with sigma2_k;
+  // fully non-centred (power 1) the treatment signal in them is stretched by 1 / sigma_k, which slows
+  // the spike-and-slab beta of the same taxa. NutNet-408, 2 chains x (500 + 1500) each
+  // (bench/geometry-log.md S9-3, S10-2), max R-hat / min bulk ESS, centred | power 1 | power 0.5:
+  //   beta 1.092 / 27 | 1.124 / 12 | 1.057 / 42;  global prob. 1.055 / 44 | 1.054 / 31 | 1.031 / 42;
+  //   sigma2 1.10 / 16 | 1.025 / 175 | 1.027 / 192 (failing sigma2 elements 190 | 9 | 13 of 409);
+  //   127-255 leapfrog steps and 0 divergences in all six chains. Power 0.5 is the best or tied on each.
+  // A zero of a common taxon is informative (it would have been seen), and centring suits it.
+  // Only this model: in the factor models the same cells non-centred on mu + F Lambda (session 9,
+  // mimix_gaussian, NutNet-408, 2 x (300 + 300)) hit max tree depth 10 on all 600 iterations, so they
+  // keep theta centred. mimix.density.NC_PREVALENCE and NC_POWER are the same numbers.
+  real NC_PREVALENCE = 0.5;
+  real NC_POWER = 0.5;
+  matrix[N, K] nc = rep_matrix(0, N, K);  // 1 for a non-centred cell
+  for (k in 1:K) {
+    int seen = 0;
+    for (i in 1:N) {
+      seen += Y[i, k] > 0;
+    }
+    if (seen < NC_PREVALENCE * N) {
+      for (i in 1:N) {
+        nc[i, k] = Y[i, k] == 0;
+      }
+    }
+  }
+  vector[K] n_nc = (rep_row_vector(1, N) * nc)';  // non-centred cells per taxon
 }
 parameters {
-  matrix[N, K] theta;  // log-ratio abundances (paper's theta), centred
+  // theta (log-ratio abundances) where centred; (theta - mu - block effects) / sigma^NC_POWER in the
+  // non-centred zero cells of rare taxa (nc, see transformed data)
+  matrix[N, K] theta_raw;
   vector[K] mu;  // taxon means
   real<lower=0> sigma2_mu;  // variance of mu
   vector<lower=0>[K] sigma2;  // taxon-specific error variance
@@ -84,10 +110,14 @@ parameters {
 model {
   matrix[R, K] gamma = level_effects(h, mu', parent_of, first_level);  // paper's gamma (R x K)
   vector[R] sd_level = sqrt(sigma2_g[level_factor]);
+  matrix[N, K] block_effects = Z * gamma;
+  matrix[N, K] theta = theta_raw .* (1 - nc + nc .* (rep_vector(1, N) * pow(sigma2, 0.5 * NC_POWER)'))
+                       + nc .* (block_effects + rep_vector(1, N) * mu');
   // theta minus its block effects; theta minus all but beta is e - 1 mu', which is never formed
   // (normal_columns_lpdf takes mu out of the squares, X'(e - 1 mu') = X'e - (X'1) mu')
-  matrix[N, K] e = theta - Z * gamma;
+  matrix[N, K] e = theta - block_effects;
 
+  target += 0.5 * NC_POWER * dot_product(n_nc, log(sigma2));  // log Jacobian of the non-centred cells
   sigma2_mu ~ inv_gamma(1, 1);
   mu ~ normal(0, sqrt(sigma2_mu));
   sigma2 ~ inv_gamma(1, 1);
@@ -115,7 +145,9 @@ generated quantities {
   vector[P] global_prob;  // P(any taxon includes column j | rest)
   vector[T] term_prob;  // P(any taxon includes any column of term t | rest)
   {
-    matrix[N, K] resid = theta - rep_matrix(mu', N) - Z * level_effects(h, mu', parent_of, first_level);
+    matrix[N, K] block_effects = Z * level_effects(h, mu', parent_of, first_level);
+    matrix[N, K] resid = theta_raw .* (1 - nc + nc .* rep_matrix(pow(sigma2, 0.5 * NC_POWER)', N))
+                         + nc .* (block_effects + rep_matrix(mu', N)) - rep_matrix(mu', N) - block_effects;
     matrix[P, K] XtR = X' * resid;
     matrix[S, K] w = pattern_log_weights(XtX, XtR, sigma2, sqrt(sigma2_b), pat, pat_cols,
                                          pat_size, log(pi), log1m(pi));
