@@ -1,7 +1,7 @@
 // EXPERIMENT (bench/geometry-log.md, session 10): mimix_nofactor with the zero-count cells of rare
 // taxa (prevalence < nc_prevalence, data) partially non-centred (Papaspiliopoulos, Roberts & Skold
-// 2007): theta_ik = M_ik + sigma_k^a v_ik there, M = mu + block effects, a = nc_power (data; a = 1 is
-// mimix_nofactor_rare_zeros_nc.stan, a = 0 moves only the location). Affine given the other
+// 2007): theta_ik = M_ik + sigma_k^a v_ik there, M = mu + block effects, a = nc_power (data; a = 1 is the
+// full non-centring of sessions 8-9, a = 0.5 the repository's form, a = 0 moves only the location). Affine given the other
 // parameters: log Jacobian sum over those cells of a log sigma_k. Every other cell centred.
 functions {
 #include functions.stan
@@ -39,7 +39,6 @@ transformed data {
       }
     }
   }
-  matrix[N, K] centred = 1 - nc;
   vector[K] n_nc = (rep_row_vector(1, N) * nc)';
   print("non-centred cells: ", sum(n_nc));
 }
@@ -55,8 +54,7 @@ parameters {
 }
 model {
   matrix[R, K] gamma = level_effects(h, mu', parent_of, first_level);  // paper's gamma (R x K)
-  matrix[N, K] theta = theta_raw .* (centred + nc .* (rep_vector(1, N) * pow(sigma2, 0.5 * nc_power)'))
-                       + nc .* (Z * gamma + rep_vector(1, N) * mu');
+  matrix[N, K] theta = theta_from_raw(theta_raw, nc, Z * gamma + rep_vector(1, N) * mu', pow(sigma2, 0.5 * nc_power));
   target += 0.5 * nc_power * dot_product(n_nc, log(sigma2));  // log Jacobian of the non-centred cells
   vector[R] sd_level = sqrt(sigma2_g[level_factor]);
   // theta minus its block effects; theta minus all but beta is e - 1 mu', which is never formed
@@ -84,15 +82,14 @@ model {
   target += multinomial_logit_rows(theta, y_nz, nz_idx, depth);
 }
 generated quantities {
-  matrix[N, K] theta = theta_raw .* (centred + nc .* (rep_vector(1, N) * pow(sigma2, 0.5 * nc_power)'))
-                       + nc .* (Z * level_effects(h, mu', parent_of, first_level) + rep_vector(1, N) * mu');
   matrix[K, P] beta = rep_matrix(0, K, P);  // treatment effects, omega .* beta_tilde
   matrix[K, P] incl_prob;  // P(omega_kj = 1 | theta, mu, gamma, sigma2, sigma2_b, pi)
   array[K, P] int omega;  // inclusion indicators, drawn from their exact conditional
   vector[P] global_prob;  // P(any taxon includes column j | rest)
   vector[T] term_prob;  // P(any taxon includes any column of term t | rest)
   {
-    matrix[N, K] resid = theta - rep_matrix(mu', N) - Z * level_effects(h, mu', parent_of, first_level);
+    matrix[N, K] prior_mean = Z * level_effects(h, mu', parent_of, first_level) + rep_matrix(mu', N);
+    matrix[N, K] resid = theta_from_raw(theta_raw, nc, prior_mean, pow(sigma2, 0.5 * nc_power)) - prior_mean;
     matrix[P, K] XtR = X' * resid;
     matrix[S, K] w = pattern_log_weights(XtX, XtR, sigma2, sqrt(sigma2_b), pat, pat_cols,
                                          pat_size, log(pi), log1m(pi));

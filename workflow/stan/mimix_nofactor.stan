@@ -111,8 +111,8 @@ model {
   matrix[R, K] gamma = level_effects(h, mu', parent_of, first_level);  // paper's gamma (R x K)
   vector[R] sd_level = sqrt(sigma2_g[level_factor]);
   matrix[N, K] block_effects = Z * gamma;
-  matrix[N, K] theta = theta_raw .* (1 - nc + nc .* (rep_vector(1, N) * pow(sigma2, 0.5 * NC_POWER)'))
-                       + nc .* (block_effects + rep_vector(1, N) * mu');
+  matrix[N, K] theta = theta_from_raw(theta_raw, nc, block_effects + rep_vector(1, N) * mu',
+                                      pow(sigma2, 0.5 * NC_POWER));
   // theta minus its block effects; theta minus all but beta is e - 1 mu', which is never formed
   // (normal_columns_lpdf takes mu out of the squares, X'(e - 1 mu') = X'e - (X'1) mu')
   matrix[N, K] e = theta - block_effects;
@@ -145,9 +145,8 @@ generated quantities {
   vector[P] global_prob;  // P(any taxon includes column j | rest)
   vector[T] term_prob;  // P(any taxon includes any column of term t | rest)
   {
-    matrix[N, K] block_effects = Z * level_effects(h, mu', parent_of, first_level);
-    matrix[N, K] resid = theta_raw .* (1 - nc + nc .* rep_matrix(pow(sigma2, 0.5 * NC_POWER)', N))
-                         + nc .* (block_effects + rep_matrix(mu', N)) - rep_matrix(mu', N) - block_effects;
+    matrix[N, K] prior_mean = Z * level_effects(h, mu', parent_of, first_level) + rep_matrix(mu', N);
+    matrix[N, K] resid = theta_from_raw(theta_raw, nc, prior_mean, pow(sigma2, 0.5 * NC_POWER)) - prior_mean;
     matrix[P, K] XtR = X' * resid;
     matrix[S, K] w = pattern_log_weights(XtX, XtR, sigma2, sqrt(sigma2_b), pat, pat_cols,
                                          pat_size, log(pi), log1m(pi));

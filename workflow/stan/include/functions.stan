@@ -114,3 +114,10 @@
   matrix level_effects(matrix h, row_vector root, matrix parent_of, vector first_level) {
     return h - parent_of * h - first_level * root;
   }
+
+  // theta from mimix_nofactor's sampler coordinates: theta = theta_raw where nc = 0, and the
+  // partially non-centred map theta = prior_mean + scale_k theta_raw where nc = 1
+  // (scale_k = sigma_k^NC_POWER; whole-matrix expression, so theta stays one autodiff node)
+  matrix theta_from_raw(matrix theta_raw, matrix nc, matrix prior_mean, vector scale) {
+    return theta_raw + nc .* (prior_mean + theta_raw .* (rep_vector(1, rows(nc)) * (scale - 1)'));
+  }
