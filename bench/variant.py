@@ -101,7 +101,11 @@ def main() -> None:
         for key in ("counts", "design", "terms", "blocks", "taxa", "samples", "summary")
     }
     (out / args.model).mkdir(parents=True, exist_ok=True)
-    extra = {key: float(value) for key, value in (item.split("=", 1) for item in args.set)}
+    # an integer literal stays an int (Stan's int data reject 1.0)
+    extra = {
+        key: int(value) if value.lstrip("-").isdigit() else float(value)
+        for key, value in (item.split("=", 1) for item in args.set)
+    }
     jobs = [
         {
             "model": args.model, "program": str(args.program.resolve()), "tables": tables, "factors": args.factors,

@@ -1,7 +1,11 @@
-// EXPERIMENT (bench/geometry-log.md, session 8): mimix_gaussian with the zero-count cells of rare
-// taxa (prevalence < nc_prevalence, data) non-centred: there theta_ik - theta_i,ref = (M_ik - M_i,ref)
-// + sigma_k u_ik, M = 1 mu' + F Lambda (affine given the other parameters, log Jacobian sum over those
-// cells of log sigma_k); every other cell as in mimix_gaussian.stan (theta_free, level integrated out).
+// EXPERIMENT (bench/geometry-log.md, sessions 8-11): mimix_gaussian with the zero-count cells of rare
+// taxa (prevalence < nc_prevalence, data) partially non-centred (Papaspiliopoulos, Roberts & Skold 2007):
+// there theta_ik - theta_i,ref = (M_ik - M_i,ref) + sigma_k^a u_ik, M = 1 mu' + F Lambda, a = nc_power (data;
+// a = 1 is session 9's full non-centring, S9-1, a = 0.5 the no-factor model's form). Affine given the other
+// parameters: log Jacobian sum over those cells of a log sigma_k. Every other cell as in mimix_gaussian.stan
+// (theta_free, level integrated out). nc_factor_mean (data, 0 or 1): 1 centres those cells on M as above
+// (session 9, S11-1); 0 on 1 mu' alone, so that the factors F Lambda reach the multinomial only through theta's
+// Gaussian prior, as in the centred form (S11-2).
 functions {
 #include functions.stan
 }
@@ -22,6 +26,8 @@ data {
   int<lower=1> A;                         // size of the grid for a_l (mimix only; declare in all)
   vector<lower=0>[A] a_grid;              // 0.01, 0.02, ..., 0.50
   real<lower=0, upper=1> nc_prevalence;   // EXPERIMENT: zero cells of taxa below this prevalence are non-centred
+  real<lower=0, upper=1> nc_power;        // EXPERIMENT: power a of sigma_k in the non-centred map
+  int<lower=0, upper=1> nc_factor_mean;   // EXPERIMENT: 1 centres the non-centred cells on mu + F Lambda, 0 on mu
 }
 transformed data {
 #include transformed_data.stan
@@ -37,7 +43,6 @@ transformed data {
       }
     }
   }
-  matrix[N, K] centred = not_ref .* (1 - nc);
   vector[K] n_nc = (rep_row_vector(1, N) * nc)';
   print("non-centred cells: ", sum(n_nc));
 }
@@ -63,10 +68,11 @@ transformed parameters {
 }
 model {
   // theta_i up to its level: 0 at the sample's reference taxon, theta_free elsewhere
-  matrix[N, K] M = rep_vector(1, N) * mu' + F_scaled * z_Lambda;
-  matrix[N, K] theta = theta_free .* (centred + nc .* (rep_vector(1, N) * sqrt(sigma2)'))
-                       + nc .* (M - to_vector(M)[ref_pos] * rep_row_vector(1, K));
-  target += 0.5 * dot_product(n_nc, log(sigma2));  // log Jacobian of the non-centred cells
+  matrix[N, K] M = rep_vector(1, N) * mu' + nc_factor_mean * (F_scaled * z_Lambda);
+  // reference cells: theta_free .* not_ref is 0 there, and nc is 0 there (they have counts)
+  matrix[N, K] theta = theta_from_raw(theta_free .* not_ref, nc, M - to_vector(M)[ref_pos] * rep_row_vector(1, K),
+                                      pow(sigma2, 0.5 * nc_power));
+  target += 0.5 * nc_power * dot_product(n_nc, log(sigma2));  // log Jacobian of the non-centred cells
   matrix[R, L] g = level_effects(h, rep_row_vector(0, L), parent_of, first_level);  // paper's g'
   vector[R] sd_level = sqrt(sigma2_g[level_factor]);
   matrix[N, L] F_resid = F - Z * g;  // F minus its blocking part
