@@ -75,10 +75,13 @@ transformed data {
   //   beta 1.092 / 27 | 1.124 / 12 | 1.057 / 42;  global prob. 1.055 / 44 | 1.054 / 31 | 1.031 / 42;
   //   sigma2 1.10 / 16 | 1.025 / 175 | 1.027 / 192 (failing sigma2 elements 190 | 9 | 13 of 409);
   //   127-255 leapfrog steps and 0 divergences in all six chains. Power 0.5 is the best or tied on each.
+  //   Cost (bench/gradient.py, NutNet-408, session 11): 3.98 ms per gradient against 3.32 ms centred.
   // A zero of a common taxon is informative (it would have been seen), and centring suits it.
   // Only this model: in the factor models the same cells non-centred on mu + F Lambda (session 9,
-  // mimix_gaussian, NutNet-408, 2 x (300 + 300)) hit max tree depth 10 on all 600 iterations, so they
-  // keep theta centred. mimix.density.NC_PREVALENCE and NC_POWER are the same numbers.
+  // mimix_gaussian, NutNet-408, 2 x (300 + 300)) hit max tree depth 10 on all 600 iterations, and
+  // partially non-centred (power 0.5, on mu + F Lambda or on mu; session 11, S11-1/2) mixed beta and the
+  // global probabilities worse than centred cells (R-hat 1.38 / 1.15 and 1.29 / 1.18 against 1.26 / 1.04),
+  // so they keep theta centred. mimix.density.NC_PREVALENCE and NC_POWER are the same numbers.
   real NC_PREVALENCE = 0.5;
   real NC_POWER = 0.5;
   matrix[N, K] nc = rep_matrix(0, N, K);  // 1 for a non-centred cell
