@@ -48,7 +48,7 @@ def _chain(job: dict) -> dict:
     data = {**stan_data(model_input, job["factors"]), **job["extra"]}
     seed = chain_seed(job["seed"], job["model"], job["chain"])
     init = paper_inits(data, np.random.default_rng(seed), job["model"])
-    theta_key = next(key for key in ("theta_free", "theta_raw", "theta") if key in init)
+    theta_key = next(key for key in ("theta_free", "theta_raw") if key in init)
     if "nc_prevalence" in job["extra"]:
         # variants whose zero cells of rare taxa are non-centred (theta = mean + sigma u there): u starts at 0
         nc = noncentred_cells(data["Y"], job["extra"]["nc_prevalence"])

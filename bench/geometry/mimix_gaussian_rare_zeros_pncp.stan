@@ -31,18 +31,7 @@ data {
 }
 transformed data {
 #include transformed_data.stan
-  matrix[N, K] nc = rep_matrix(0, N, K);  // 1 for a non-centred cell (never a reference cell: those have counts)
-  for (k in 1:K) {
-    real prevalence = 0;
-    for (i in 1:N) {
-      prevalence += (Y[i, k] > 0) * 1.0 / N;
-    }
-    if (prevalence < nc_prevalence) {
-      for (i in 1:N) {
-        nc[i, k] = Y[i, k] == 0;
-      }
-    }
-  }
+  matrix[N, K] nc = rare_zero_cells(Y, nc_prevalence);  // 1 for a non-centred cell
   vector[K] n_nc = (rep_row_vector(1, N) * nc)';
   print("non-centred cells: ", sum(n_nc));
 }
@@ -68,7 +57,8 @@ transformed parameters {
 }
 model {
   // theta_i up to its level: 0 at the sample's reference taxon, theta_free elsewhere
-  matrix[N, K] M = rep_vector(1, N) * mu' + nc_factor_mean * (F_scaled * z_Lambda);
+  matrix[N, K] F_Lambda = F_scaled * z_Lambda;  // F Lambda = F_scaled z_Lambda
+  matrix[N, K] M = rep_vector(1, N) * mu' + nc_factor_mean * F_Lambda;
   // reference cells: theta_free .* not_ref is 0 there, and nc is 0 there (they have counts)
   matrix[N, K] theta = theta_from_raw(theta_free .* not_ref, nc, M - to_vector(M)[ref_pos] * rep_row_vector(1, K),
                                       pow(sigma2, 0.5 * nc_power));
@@ -100,7 +90,7 @@ model {
     }
   }
   // theta_ik ~ N(mu_k + (Lambda' f_i)_k, sigma2_k), each sample's level integrated out
-  target += normal_rows_level_free_lupdf(theta - F_scaled * z_Lambda | mu, sigma2);  // F Lambda = F_scaled z_Lambda
+  target += normal_rows_level_free_lupdf(theta - F_Lambda | mu, sigma2);
   // Y_i ~ Multinomial(m_i, softmax(theta_i)), all samples in one call
   target += multinomial_logit_rows(theta, y_nz, nz_idx, depth);
 }

@@ -27,18 +27,7 @@ data {
 }
 transformed data {
 #include transformed_data.stan
-  matrix[N, K] nc = rep_matrix(0, N, K);  // 1 for a non-centred cell
-  for (k in 1:K) {
-    real prevalence = 0;
-    for (i in 1:N) {
-      prevalence += (Y[i, k] > 0) * 1.0 / N;
-    }
-    if (prevalence < nc_prevalence) {
-      for (i in 1:N) {
-        nc[i, k] = Y[i, k] == 0;
-      }
-    }
-  }
+  matrix[N, K] nc = rare_zero_cells(Y, nc_prevalence);  // 1 for a non-centred cell
   vector[K] n_nc = (rep_row_vector(1, N) * nc)';
   print("non-centred cells: ", sum(n_nc));
 }

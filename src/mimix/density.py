@@ -209,16 +209,17 @@ def _level_prior(gamma: Array, sigma2_g: Array, level_factor: Sequence[int]) -> 
     return float(np.sum(stats.norm.logpdf(gamma, 0.0, sd[:, None])))
 
 
-def nofactor_theta(p: Params, data: Mapping) -> tuple[Array, Array, Array]:
+def nofactor_theta(p: Params, data: Mapping, nc: NDArray[np.bool_] | None = None) -> tuple[Array, Array, Array]:
     """mimix_nofactor's theta, its prior mean without beta (mu + block effects) and the level
     effects gamma, from the sampler coordinates: theta = theta_raw, except theta = prior mean +
-    sigma^NC_POWER theta_raw in the non-centred cells."""
+    sigma^NC_POWER theta_raw in the non-centred cells ``nc`` (default: noncentred_cells of data's Y)."""
     mu, sigma2 = np.asarray(p["mu"]), np.asarray(p["sigma2"], dtype=float)
     gamma = level_effects(np.asarray(p["h"]), mu, data["level_factor"], data["level_parent"])
     prior_mean = mu + block_sum(gamma, data["block"])
     raw = np.asarray(p["theta_raw"])
     scale = sigma2 ** (0.5 * NC_POWER)
-    return np.where(noncentred_cells(data["Y"]), prior_mean + scale * raw, raw), prior_mean, gamma
+    nc = noncentred_cells(data["Y"]) if nc is None else nc
+    return np.where(nc, prior_mean + scale * raw, raw), prior_mean, gamma
 
 
 def log_density_nofactor(p: Params, data: Mapping) -> float:
@@ -226,7 +227,7 @@ def log_density_nofactor(p: Params, data: Mapping) -> float:
     X = np.asarray(data["X"], dtype=float)
     sigma2 = np.asarray(p["sigma2"], dtype=float)
     nc = noncentred_cells(data["Y"])
-    theta, prior_mean, gamma = nofactor_theta(p, data)
+    theta, prior_mean, gamma = nofactor_theta(p, data, nc)
     p = {**p, "theta": theta}
     lp = _common_terms(p, data) + _noncentred_jacobian(nc, sigma2)
     lp += _level_prior(gamma, p["sigma2_g"], data["level_factor"])

@@ -84,18 +84,7 @@ transformed data {
   // so they keep theta centred. mimix.density.NC_PREVALENCE and NC_POWER are the same numbers.
   real NC_PREVALENCE = 0.5;
   real NC_POWER = 0.5;
-  matrix[N, K] nc = rep_matrix(0, N, K);  // 1 for a non-centred cell
-  for (k in 1:K) {
-    int seen = 0;
-    for (i in 1:N) {
-      seen += Y[i, k] > 0;
-    }
-    if (seen < NC_PREVALENCE * N) {
-      for (i in 1:N) {
-        nc[i, k] = Y[i, k] == 0;
-      }
-    }
-  }
+  matrix[N, K] nc = rare_zero_cells(Y, NC_PREVALENCE);  // 1 for a non-centred cell
   vector[K] n_nc = (rep_row_vector(1, N) * nc)';  // non-centred cells per taxon
 }
 parameters {

@@ -121,3 +121,23 @@
   matrix theta_from_raw(matrix theta_raw, matrix nc, matrix prior_mean, vector scale) {
     return theta_raw + nc .* (prior_mean + theta_raw .* (rep_vector(1, rows(nc)) * (scale - 1)'));
   }
+
+  // 1 for the zero-count cells of taxa seen in fewer than prevalence * N of the N samples, else 0
+  // (N x K; data only). mimix.density.noncentred_cells is the same mask in NumPy.
+  matrix rare_zero_cells(array[,] int Y, real prevalence) {
+    int N = size(Y);
+    int K = size(Y[1]);
+    matrix[N, K] nc = rep_matrix(0, N, K);
+    for (k in 1:K) {
+      int seen = 0;
+      for (i in 1:N) {
+        seen += Y[i, k] > 0;
+      }
+      if (seen < prevalence * N) {
+        for (i in 1:N) {
+          nc[i, k] = Y[i, k] == 0;
+        }
+      }
+    }
+    return nc;
+  }
